@@ -1,0 +1,64 @@
+/*
+ * cpbtest.h — support for the CUnit test programs: a main that exits
+ * non-zero on any failure, scratch directories, and the connection strings
+ * of the real databases the test run provides.
+ *
+ * Environment (set by CTest and scripts/test.sh):
+ *   CPB_TEST_SRC    the source tree          CPB_TEST_BUILD  the build tree
+ *   CPB_TEST_PG     ODBC connection string of the throwaway PostgreSQL
+ *                   cluster started by tests/services/pg.sh (a test that
+ *                   needs it fails, never skips, when it is missing)
+ */
+#ifndef CPBTEST_H
+#define CPBTEST_H
+
+#include <CUnit/CUnit.h>
+#include <stddef.h>
+
+/* A test suite: name, optional setup/teardown, and NULL-terminated tests. */
+struct cpbtest_case {
+    const char *name;
+    void (*fn)(void);
+};
+struct cpbtest_suite {
+    const char *name;
+    int (*setup)(void);
+    int (*teardown)(void);
+    const struct cpbtest_case *cases; /* ends with {NULL, NULL} */
+};
+
+/* Run the suites (NULL-terminated array); returns the process exit status:
+ * 0 when every test passed, 1 on any failed assertion, test or suite init.
+ * argv[1], when given, runs only the suite of that name. */
+int cpbtest_run(int argc, char **argv, const struct cpbtest_suite *const *suites);
+
+/* A new scratch directory under $TMPDIR, removed at exit unless the run
+ * failed and CPB_TEST_KEEP is set. Borrowed path, valid until exit. */
+const char *cpbtest_tmpdir(void);
+
+/* "<tmpdir>/<name>" into a static buffer rotation of 8 (borrowed). */
+const char *cpbtest_path(const char *name);
+
+/* Source-tree and build-tree paths (borrowed, static rotation of 8). */
+const char *cpbtest_src(const char *rel);
+const char *cpbtest_build(const char *rel);
+
+/* ODBC connection string for a fresh SQLite file in the scratch directory
+ * (new name each call; static rotation of 8). */
+const char *cpbtest_sqlite_conn(void);
+
+/* The PostgreSQL connection string from CPB_TEST_PG; fails the current
+ * test (and returns NULL) when it is not set. */
+const char *cpbtest_pg_conn(void);
+
+/* Read a whole file into a new NUL-terminated string (free()); NULL on
+ * error. *len (may be NULL) receives the length. */
+char *cpbtest_slurp(const char *path, size_t *len);
+
+/* Write a file (creating or truncating it). Returns 0 or -1. */
+int cpbtest_write(const char *path, const char *text);
+
+/* Run a shell command; returns its exit status (or -1). */
+int cpbtest_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif
