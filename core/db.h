@@ -74,6 +74,8 @@ enum cpb_status db_col_text(struct cpb_stmt *stmt, unsigned col, const char **va
 enum cpb_status db_col_int(struct cpb_stmt *stmt, unsigned col, int64_t *value, bool *is_null);
 enum cpb_status db_col_decimal(struct cpb_stmt *stmt, unsigned col, int64_t *value, bool *is_null);
 void db_finalize(struct cpb_stmt *stmt);
+enum cpb_status db_bind_time(struct cpb_stmt *stmt, unsigned idx, int64_t ms);
+enum cpb_status db_col_time(struct cpb_stmt *stmt, unsigned col, int64_t *ms, bool *is_null);
 
 /* The message of the last failure on this connection ("SQLSTATE 23505
  * (native 1): ..."), "" when none. Borrowed until the next call. */

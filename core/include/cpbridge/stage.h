@@ -292,6 +292,10 @@ struct cpb_host {
                                       bool *is_null);
     /** Release a statement from db_prepare; NULL is accepted. */
     void (*db_finalize)(struct cpb_stmt *stmt);
+    /** Bind a UTC time (ms since the epoch) as an SQL timestamp (ms dropped). */
+    enum cpb_status (*db_bind_time)(struct cpb_stmt *stmt, unsigned idx, int64_t ms);
+    /** Column as a UTC time in ms since the epoch; *is_null tells SQL NULL. */
+    enum cpb_status (*db_col_time)(struct cpb_stmt *stmt, unsigned col, int64_t *ms, bool *is_null);
 
     /**
      * Perform one HTTP exchange (retrying per req->max_tries). Returns
