@@ -52,6 +52,8 @@ struct config_database {
     const char *dialect;     /* "sqlite", "postgresql" or "mssql" */
     const char *connection;  /* ODBC connection string or DSN=...; secret */
     int64_t login_timeout_ms;
+    int dialect_index;       /* index of dialect in the table's choices (the
+                                ENUM field options_fill writes) */
 };
 
 struct config_run {

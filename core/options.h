@@ -9,6 +9,7 @@
 #define CPB_OPTIONS_H
 
 #include <libconfig.h>
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "cpbridge/stage.h"
@@ -58,5 +59,14 @@ void options_describe(FILE *f, const struct cpb_option *table, int markdown);
 /* Print the filled values of `opts` one per line ("  key = value"), secrets
  * shown as "********", for `cpbridge check`. */
 void options_print_values(FILE *f, const struct cpb_option *table, const void *opts);
+
+/* Message helpers shared by everything that reports on a libconfig file:
+ * "file:line: " of a setting into out ("" when unknown; s may be NULL); what
+ * kind of value a setting holds ("an integer", "a string", ...); untrusted
+ * text quoted for a message (cut, control bytes escaped; a secret is never
+ * shown). All write at most n bytes and always terminate. */
+void options_where(const config_setting_t *s, char *out, size_t n);
+const char *options_setting_kind(const config_setting_t *s);
+void options_quote(const char *s, bool secret, char *out, size_t n);
 
 #endif
