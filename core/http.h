@@ -16,7 +16,7 @@
 /* Largest response body accepted (bytes); beyond it the exchange fails. */
 #define HTTP_MAX_BODY (64L * 1024 * 1024)
 /* Defaults when a request leaves the timeouts at 0. */
-#define HTTP_DEFAULT_TIMEOUT_MS 60000L
+#define HTTP_DEFAULT_TIMEOUT_MS         60000L
 #define HTTP_DEFAULT_CONNECT_TIMEOUT_MS 10000L
 /* The longest Retry-After honoured between tries; longer means give up now
  * (CPB_RETRY, so the order is retried in a later run). */
@@ -32,10 +32,19 @@ void http_global_cleanup(void);
 struct http_client *http_client_new(const char *log_stage);
 void http_client_free(struct http_client *c);
 
-/* The host service `http` (see cpbridge/stage.h for the contract). */
+/* The host service `http` (see cpbridge/stage.h for the contract). `c` and
+ * `req` are borrowed. `resp` is overwritten at entry (free a previous
+ * response first) and filled with new memory owned by the caller until
+ * http_response_free, which must be called in every case. resp->body is
+ * "" for an empty body and NULL only when nothing was sent; resp->error is
+ * set for every outcome but CPB_OK and never holds a query string or user
+ * info. */
 enum cpb_status http_perform(struct http_client *c, const struct cpb_http_request *req,
                              struct cpb_http_response *resp);
-/* The host services `http_header` and `http_free`. */
+/* The host services `http_header` and `http_free`. http_header returns a
+ * borrowed value (valid until http_response_free) or NULL; the lookup is
+ * case-insensitive and the last of repeated headers wins.
+ * http_response_free is safe on a zeroed or already freed response. */
 const char *http_header(const struct cpb_http_response *resp, const char *name);
 void http_response_free(struct cpb_http_response *resp);
 
@@ -43,5 +52,9 @@ void http_response_free(struct cpb_http_response *resp);
 enum cpb_status http_classify_status(long status);
 /* Retry-After value -> milliseconds from now_ms, or -1 when unparseable. */
 long http_parse_retry_after(const char *value, int64_t now_ms);
+
+/* Tests only: lower the body cap (bytes) below HTTP_MAX_BODY so the limit
+ * can be exercised cheaply; 0 or less restores HTTP_MAX_BODY. Process-wide. */
+void http_set_max_body_for_tests(long bytes);
 
 #endif

@@ -1,0 +1,200 @@
+/*
+ * cpbserver.c — start and stop test server processes (see cpbserver.h).
+ */
+#include "cpbserver.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cpbtest.h"
+
+#define PYTHON        "/usr/bin/python3"
+#define START_WAIT_MS 10000
+#define STOP_WAIT_MS  3000
+#define POLL_MS       20
+
+static void pause_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+        /* sleep the rest */
+    }
+}
+
+const char *cpbserver_file(const struct cpbserver *s, const char *name, char *out, size_t n)
+{
+    snprintf(out, n, "%s/%s", s->dir, name);
+    return out;
+}
+
+/* The port in the port file: 1..65535, or 0 while the file is not there
+ * or not valid yet. */
+static int read_port(const char *path)
+{
+    char *text = cpbtest_slurp(path, NULL);
+    int port = 0;
+    if (text == NULL) {
+        return 0;
+    }
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno == 0 && end != text && (*end == '\0' || *end == '\n') && v > 0 && v <= 65535) {
+        port = (int)v;
+    }
+    free(text);
+    return port;
+}
+
+static void describe_exit(const char *script, int status)
+{
+    if (WIFEXITED(status)) {
+        fprintf(stderr, "cpbserver: %s exited with status %d before it was ready\n", script,
+                WEXITSTATUS(status));
+    } else if (WIFSIGNALED(status)) {
+        fprintf(stderr, "cpbserver: %s was killed by signal %d before it was ready\n", script,
+                WTERMSIG(status));
+    } else {
+        fprintf(stderr, "cpbserver: %s stopped before it was ready\n", script);
+    }
+}
+
+int cpbserver_start(struct cpbserver *s, const char *script, const char *const *extra_args)
+{
+    const char **argv = NULL;
+    char port_file[600];
+    int rc = -1;
+    size_t n_extra = 0;
+
+    memset(s, 0, sizeof *s);
+    if (access(script, R_OK) != 0) {
+        fprintf(stderr, "cpbserver: cannot read the server script %s: %s\n", script,
+                strerror(errno));
+        goto out;
+    }
+    snprintf(s->dir, sizeof s->dir, "%s/server.XXXXXX", cpbtest_tmpdir());
+    if (mkdtemp(s->dir) == NULL) {
+        fprintf(stderr, "cpbserver: mkdtemp %s: %s\n", s->dir, strerror(errno));
+        s->dir[0] = '\0';
+        goto out;
+    }
+    cpbserver_file(s, "port", port_file, sizeof port_file);
+
+    while (extra_args != NULL && extra_args[n_extra] != NULL) {
+        n_extra++;
+    }
+    argv = calloc(n_extra + 5, sizeof *argv);
+    if (argv == NULL) {
+        fprintf(stderr, "cpbserver: out of memory\n");
+        goto out;
+    }
+    argv[0] = PYTHON;
+    argv[1] = script;
+    argv[2] = "--port-file";
+    argv[3] = port_file;
+    for (size_t i = 0; i < n_extra; i++) {
+        argv[4 + i] = extra_args[i];
+    }
+    argv[4 + n_extra] = NULL;
+
+    pid_t parent = getpid();
+    fflush(NULL); /* nothing buffered is written twice */
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "cpbserver: fork: %s\n", strerror(errno));
+        goto out;
+    }
+    if (pid == 0) {
+        /* The child: only async-signal-safe calls until exec. */
+        static const char msg[] = "cpbserver: cannot exec " PYTHON "\n";
+        (void)prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != parent) {
+            _exit(126);
+        }
+        execv(PYTHON, (char *const *)argv);
+        ssize_t ignored = write(STDERR_FILENO, msg, sizeof msg - 1);
+        (void)ignored;
+        _exit(127);
+    }
+    s->pid = pid;
+
+    for (long waited = 0; waited <= START_WAIT_MS; waited += POLL_MS) {
+        int status = 0;
+        pid_t got = waitpid(pid, &status, WNOHANG);
+        if (got == pid) {
+            describe_exit(script, status);
+            s->pid = 0;
+            goto out;
+        }
+        s->port = read_port(port_file);
+        if (s->port != 0) {
+            rc = 0;
+            goto out;
+        }
+        pause_ms(POLL_MS);
+    }
+    fprintf(stderr, "cpbserver: %s wrote no port file (%s) within %d ms\n", script, port_file,
+            START_WAIT_MS);
+    cpbserver_stop(s);
+out:
+    free(argv);
+    return rc;
+}
+
+void cpbserver_stop(struct cpbserver *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    if (s->pid > 0) {
+        int status = 0;
+        pid_t got = 0;
+        (void)kill(s->pid, SIGTERM);
+        for (long waited = 0; waited < STOP_WAIT_MS; waited += POLL_MS) {
+            got = waitpid(s->pid, &status, WNOHANG);
+            if (got != 0) {
+                break;
+            }
+            pause_ms(POLL_MS);
+        }
+        if (got == 0) {
+            fprintf(stderr, "cpbserver: pid %ld ignored SIGTERM for %d ms; killing it\n",
+                    (long)s->pid, STOP_WAIT_MS);
+            (void)kill(s->pid, SIGKILL);
+            (void)waitpid(s->pid, &status, 0);
+        }
+        s->pid = 0;
+    }
+    if (s->dir[0] != '\0') {
+        char port_file[600];
+        (void)unlink(cpbserver_file(s, "port", port_file, sizeof port_file));
+        (void)rmdir(s->dir); /* fails harmlessly when the test left files */
+    }
+    s->port = 0;
+}
+
+char *cpbserver_url(const struct cpbserver *s, const char *path)
+{
+    if (path == NULL || path[0] == '\0') {
+        path = "/";
+    }
+    const char *slash = path[0] == '/' ? "" : "/";
+    int n = snprintf(NULL, 0, "http://127.0.0.1:%d%s%s", s->port, slash, path);
+    if (n < 0) {
+        return NULL;
+    }
+    char *url = malloc((size_t)n + 1);
+    if (url == NULL) {
+        return NULL;
+    }
+    snprintf(url, (size_t)n + 1, "http://127.0.0.1:%d%s%s", s->port, slash, path);
+    return url;
+}
