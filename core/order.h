@@ -34,12 +34,18 @@
  *                "sku": "ab-12 ", "item_no": "AB-12" | null, "name": "...",
  *                "qty": 20000, "subtotal": ..., "total": ..., "tax": ...,
  *                "unit_price": ... } ],
- *   "shipping_lines": [ { "method": "...", "total": ..., "tax": ... } ],
+ *   "shipping_lines": [ { "method": "...", "title": "...", "total": ...,
+ *                         "tax": ... } ],
  *   "fee_lines": [ { "name": "...", "total": ..., "tax": ... } ],
- *   "coupons": [ { "code": "...", "discount": ... } ],
+ *   "coupons": [ { "code": "...", "discount": ..., "discount_tax": ... } ],
  *   "problems": [ { "field": "line_items[1].total", "message": "..." } ]
  * }
- * Money and quantities are JSON integers in ten-thousandths.
+ * Money and quantities are JSON integers in ten-thousandths; one that
+ * cannot be read is 0 and listed in "problems". "method" is the shipping
+ * line's method_id, "title" its method_title. "sku" is kept as sent (cut to
+ * ORDER_LEN_SKU), "item_no" is derived from it. Field paths in "problems"
+ * name the input ("line_items[0].total", 0-based); "seq" numbers the lines
+ * that were objects, from 1. core/order.c lists the finer rules.
  */
 #ifndef CPB_ORDER_H
 #define CPB_ORDER_H
@@ -76,11 +82,12 @@
 int order_normalize(json_t *raw, json_t **out, char *msg, size_t msglen);
 
 /*
- * The payload hash of a normalized order: SHA-256 (hex, lower case) over
+ * The payload hash of a normalized order (borrowed): SHA-256 (hex, lower case) over
  * its canonical JSON (sorted keys, compact) without "status", "modified",
  * "paid" and "problems", so a status change made by cpbridge's own
- * write-back does not look like an edited order. out receives 65 bytes.
- * Returns 0 or -1.
+ * write-back does not look like an edited order. out (caller's buffer)
+ * receives 64 hex digits and a NUL. Returns 0, or -1 (not an object, out
+ * of memory).
  */
 int order_hash(json_t *normalized, char out[65]);
 
