@@ -292,7 +292,7 @@ struct cpb_host {
                                       bool *is_null);
     /** Release a statement from db_prepare; NULL is accepted. */
     void (*db_finalize)(struct cpb_stmt *stmt);
-    /** Bind a UTC time (ms since the epoch) as an SQL timestamp (ms dropped). */
+    /** Bind a UTC time (ms since the epoch) as an SQL timestamp, to the millisecond. */
     enum cpb_status (*db_bind_time)(struct cpb_stmt *stmt, unsigned idx, int64_t ms);
     /** Column as a UTC time in ms since the epoch; *is_null tells SQL NULL. */
     enum cpb_status (*db_col_time)(struct cpb_stmt *stmt, unsigned col, int64_t *ms, bool *is_null);
@@ -365,7 +365,7 @@ typedef const struct cpb_stage *(*cpb_stage_entry_fn)(void);
 
 /**
  * Define the exported entry point returning `desc` (an extern const struct
- * cpb_stage). Built with -DCPB_STAGE_STATIC (static builds and tests that
+ * cpb_stage); write it once at the end of the stage, followed by a ';'. Built with -DCPB_STAGE_STATIC (static builds and tests that
  * link several stages into one program), no entry point is emitted and the
  * program refers to the descriptor by its name instead.
  */
@@ -374,7 +374,8 @@ typedef const struct cpb_stage *(*cpb_stage_entry_fn)(void);
 #else
 #define CPB_STAGE_ENTRY(desc)                                                                      \
     CPB_EXPORT const struct cpb_stage *cpb_stage_entry(void);                                      \
-    CPB_EXPORT const struct cpb_stage *cpb_stage_entry(void) { return &(desc); }
+    CPB_EXPORT const struct cpb_stage *cpb_stage_entry(void) { return &(desc); }                   \
+    extern const struct cpb_stage desc
 #endif
 
 #ifdef __cplusplus

@@ -1,0 +1,566 @@
+/*
+ * test_runner.c — the runner end to end on a real SQLite database through
+ * its ODBC driver, with fixture stages (tests/fixtures/runner-stages) whose
+ * outcome each test chooses: applied orders and their after-commit steps,
+ * FAIL held INVALID with its reason, RETRY counted across runs (in the
+ * database) up to DEAD, after-commit resumption without re-applying, events
+ * delivered to notifiers, dry runs that write nothing, the host lock, and a
+ * database that cannot be reached.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "cpbtest.h"
+#include "db.h"
+#include "log.h"
+#include "order.h"
+#include "pipeline.h"
+#include "runner.h"
+#include "schema.h"
+#include "sql.h"
+#include "staging.h"
+
+static char conn[1024];
+static char logfile[1024];
+static unsigned case_no;
+
+/* A complete order in the WooCommerce REST shape. */
+static json_t *make_order(const char *id)
+{
+    json_error_t e;
+    char text[2048];
+    snprintf(text, sizeof text,
+             "{\"id\": %s, \"number\": \"%s\", \"status\": \"processing\", \"currency\": \"USD\","
+             " \"date_created_gmt\": \"2026-11-28T10:00:00\","
+             " \"date_modified_gmt\": \"2026-11-28T10:05:00\", \"date_paid_gmt\": null,"
+             " \"customer_id\": 0, \"total\": \"25.00\", \"total_tax\": \"0.00\","
+             " \"cart_tax\": \"0.00\", \"shipping_total\": \"5.00\", \"shipping_tax\": \"0.00\","
+             " \"discount_total\": \"0.00\", \"discount_tax\": \"0.00\","
+             " \"payment_method\": \"card\", \"payment_method_title\": \"Card\","
+             " \"billing\": {\"first_name\": \"Ann\", \"last_name\": \"Lee\","
+             " \"email\": \"ann@example.com\"}, \"shipping\": {},"
+             " \"line_items\": [{\"id\": 1, \"sku\": \"MUG-LOGO\", \"name\": \"Mug\","
+             " \"quantity\": 2, \"subtotal\": \"20.00\", \"subtotal_tax\": \"0.00\","
+             " \"total\": \"20.00\", \"total_tax\": \"0.00\", \"price\": 10}],"
+             " \"shipping_lines\": [], \"fee_lines\": [], \"coupon_lines\": []}",
+             id, id);
+    json_t *o = json_loads(text, 0, &e);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(o);
+    return o;
+}
+
+static struct db *open_db(void)
+{
+    struct db *db = NULL;
+    struct err e = {0};
+    int from = 0;
+    int to = 0;
+    CU_ASSERT_EQUAL_FATAL(db_connect(conn, DB_SQLITE, 5000, &db, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(schema_init(db, false, 0, &from, &to, &e), 0);
+    return db;
+}
+
+static void stage(struct db *db, const char *id)
+{
+    json_t *raw = make_order(id);
+    json_t *norm = NULL;
+    char msg[200];
+    char hash[65];
+    enum upsert_outcome outcome;
+    int64_t sid = 0;
+    CU_ASSERT_EQUAL_FATAL(order_normalize(raw, &norm, msg, sizeof msg), 0);
+    CU_ASSERT_EQUAL(json_array_size(json_object_get(norm, "problems")), 0);
+    CU_ASSERT_EQUAL_FATAL(order_hash(norm, hash), 0);
+    char *payload = json_dumps(raw, JSON_COMPACT);
+    CU_ASSERT_EQUAL(staging_upsert(db, "files", norm, payload, hash, 1000, "test", &outcome, &sid),
+                    CPB_OK);
+    free(payload);
+    json_decref(norm);
+    json_decref(raw);
+}
+
+/* Write a pipeline with the fixture stages; `step`, `after`, `notify` are
+ * option lines for each ("" keeps the stage with defaults, NULL leaves it
+ * out). Returns the path (static rotation). */
+static const char *pipeline(const char *step, const char *after, const char *notify)
+{
+    char name[64];
+    char text[4096];
+    int n;
+    snprintf(name, sizeof name, "p%u.cfg", ++case_no);
+    n = snprintf(text, sizeof text,
+                 "name = \"runner-test\";\n"
+                 "stage_dirs = [\"%s\"];\n"
+                 "database = { dialect = \"sqlite\"; connection = \"%s\"; };\n"
+                 "run = { lock_file = \"%s\"; batch = 2; };\n"
+                 "retry = { max_attempts = 3; base = \"1s\"; cap = \"1m\"; };\n"
+                 "stages = (\n",
+                 cpbtest_build("fixture-stages"), conn, cpbtest_path("run.lock"));
+    if (step != NULL) {
+        n += snprintf(text + n, sizeof text - (size_t)n,
+                      "  { stage = \"test-step\"; options = { log_file = \"%s\"; %s }; },\n",
+                      logfile, step);
+    }
+    if (after != NULL) {
+        n += snprintf(text + n, sizeof text - (size_t)n,
+                      "  { stage = \"test-after\"; options = { log_file = \"%s\"; %s }; },\n",
+                      logfile, after);
+    }
+    if (notify != NULL) {
+        n += snprintf(text + n, sizeof text - (size_t)n,
+                      "  { stage = \"test-notify\"; on = [\"order.*\", \"sync.failed\"];"
+                      " options = { log_file = \"%s\"; %s }; },\n",
+                      logfile, notify);
+    }
+    /* libconfig lists take no trailing comma. */
+    if (n >= 2 && text[n - 2] == ',') {
+        text[n - 2] = '\n';
+        n--;
+    }
+    snprintf(text + n, sizeof text - (size_t)n, ");\n");
+    const char *path = cpbtest_path(name);
+    CU_ASSERT_EQUAL_FATAL(cpbtest_write(path, text), 0);
+    return path;
+}
+
+static int run_pipeline(const char *path, bool dry_run, struct run_result *res)
+{
+    struct pipeline *p = NULL;
+    struct err e = {0};
+    struct run_options o = {.dry_run = dry_run, .pipeline_path = path};
+    struct run_result local;
+    if (res == NULL) {
+        res = &local;
+    }
+    if (pipeline_open(path, &p, &e) != 0) {
+        fprintf(stderr, "pipeline_open: %s\n", e.msg);
+        CU_FAIL("pipeline_open failed");
+        return -1;
+    }
+    if (pipeline_init(p, &e) != 0) {
+        fprintf(stderr, "pipeline_init: %s\n", e.msg);
+        pipeline_close(p);
+        CU_FAIL("pipeline_init failed");
+        return -1;
+    }
+    int code = runner_run(p, &o, res, &e);
+    pipeline_close(p);
+    return code;
+}
+
+static char *col_text(struct db *db, const char *sql, const char *ext)
+{
+    struct cpb_stmt *st = NULL;
+    const char *v = NULL;
+    char *out = NULL;
+    if (sql_query(db, sql, (struct sql_arg[]){sql_text(ext)}, 1, &st) == CPB_OK &&
+        db_fetch(st) == CPB_OK && db_col_text(st, 1, &v) == CPB_OK && v != NULL) {
+        out = strdup(v);
+    }
+    db_finalize(st);
+    return out;
+}
+
+static int64_t col_int(struct db *db, const char *sql, const char *ext)
+{
+    int64_t v = -1;
+    if (sql_query_int(db, sql, (struct sql_arg[]){sql_text(ext)}, 1, &v, NULL) != CPB_OK) {
+        return -1;
+    }
+    return v;
+}
+
+static void assert_status(struct db *db, const char *ext, const char *want)
+{
+    char *got = col_text(db, "SELECT STATUS FROM USER_ORDER_STAGING WHERE EXT_ORDER_ID = ?", ext);
+    CU_ASSERT_PTR_NOT_NULL(got);
+    if (got != NULL) {
+        CU_ASSERT_STRING_EQUAL(got, want);
+    }
+    free(got);
+}
+
+static int64_t attempts(struct db *db, const char *ext)
+{
+    return col_int(db, "SELECT ATTEMPTS FROM USER_ORDER_STAGING WHERE EXT_ORDER_ID = ?", ext);
+}
+
+/* Make every waiting order due now (instead of waiting out the backoff). */
+static void make_due(struct db *db)
+{
+    CU_ASSERT_EQUAL(sql_exec(db, "UPDATE USER_ORDER_STAGING SET NEXT_ATTEMPT_DT = ?",
+                             (struct sql_arg[]){sql_time(0)}, 1, NULL),
+                    CPB_OK);
+}
+
+/* Lines of the call log that start with `prefix`. */
+static int calls(const char *prefix)
+{
+    char *text = cpbtest_slurp(logfile, NULL);
+    int n = 0;
+    size_t len = strlen(prefix);
+    if (text == NULL) {
+        return 0;
+    }
+    for (char *line = text; line != NULL && *line != '\0';) {
+        if (strncmp(line, prefix, len) == 0) {
+            n++;
+        }
+        line = strchr(line, '\n');
+        line = line != NULL ? line + 1 : NULL;
+    }
+    free(text);
+    return n;
+}
+
+static int fresh(void)
+{
+    snprintf(conn, sizeof conn, "%s", cpbtest_sqlite_conn());
+    snprintf(logfile, sizeof logfile, "%s", cpbtest_path("calls.log"));
+    unlink(logfile);
+    return 0;
+}
+
+static void test_applied_and_after_commit_once(void)
+{
+    struct db *db = open_db();
+    struct run_result res;
+    stage(db, "1");
+    stage(db, "2");
+    stage(db, "3");
+    CU_ASSERT_EQUAL(run_pipeline(pipeline("", "", NULL), false, &res), CPB_EXIT_OK);
+    CU_ASSERT_EQUAL(res.counts.applied, 3);
+    CU_ASSERT_EQUAL(res.counts.after_done, 3);
+    assert_status(db, "1", "APPLIED");
+    assert_status(db, "3", "APPLIED");
+    CU_ASSERT_EQUAL(col_int(db, "SELECT CP_DOC_ID FROM USER_ORDER_STAGING WHERE EXT_ORDER_ID = ?",
+                            "2"),
+                    1002);
+    char *tkt = col_text(db, "SELECT CP_TKT_NO FROM USER_ORDER_STAGING WHERE EXT_ORDER_ID = ?", "2");
+    CU_ASSERT_PTR_NOT_NULL(tkt);
+    if (tkt != NULL) {
+        CU_ASSERT_STRING_EQUAL(tkt, "T2");
+    }
+    free(tkt);
+    CU_ASSERT_EQUAL(col_int(db,
+                            "SELECT AFTER_PENDING FROM USER_ORDER_STAGING WHERE EXT_ORDER_ID = ?",
+                            "1"),
+                    AFTER_NONE);
+    CU_ASSERT_EQUAL(col_int(db,
+                            "SELECT COUNT(*) FROM USER_ORDER_STEP WHERE STAGE_ID = ?",
+                            "test-after"),
+                    3);
+    /* A second run finds nothing to do: nothing is applied or synced twice. */
+    CU_ASSERT_EQUAL(run_pipeline(pipeline("", "", NULL), false, &res), CPB_EXIT_OK);
+    CU_ASSERT_EQUAL(res.counts.claimed, 0);
+    CU_ASSERT_EQUAL(calls("test-step 1 "), 1);
+    CU_ASSERT_EQUAL(calls("test-after 1 "), 1);
+    CU_ASSERT_EQUAL(col_int(db, "SELECT COUNT(*) FROM USER_SYNC_LOG WHERE RESULT = ?", "OK"), 2);
+    db_close(db);
+}
+
+static void test_fail_is_invalid_with_reason(void)
+{
+    struct db *db = open_db();
+    struct run_result res;
+    stage(db, "7");
+    stage(db, "8");
+    int code = run_pipeline(pipeline("fail = [\"7\"];", "", NULL), false, &res);
+    CU_ASSERT_EQUAL(code, CPB_EXIT_ATTENTION);
+    CU_ASSERT_EQUAL(res.counts.invalid, 1);
+    CU_ASSERT_EQUAL(res.counts.applied, 1);
+    assert_status(db, "7", "INVALID");
+    assert_status(db, "8", "APPLIED");
+    char *c = col_text(db, "SELECT LAST_ERROR_CODE FROM USER_ORDER_STAGING WHERE EXT_ORDER_ID = ?",
+                       "7");
+    char *m = col_text(db, "SELECT LAST_ERROR FROM USER_ORDER_STAGING WHERE EXT_ORDER_ID = ?", "7");
+    CU_ASSERT_PTR_NOT_NULL(c);
+    CU_ASSERT_PTR_NOT_NULL(m);
+    if (c != NULL && m != NULL) {
+        CU_ASSERT_STRING_EQUAL(c, "test.fail");
+        CU_ASSERT_PTR_NOT_NULL(strstr(m, "fails on purpose"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(m, "test-step"));
+    }
+    free(c);
+    free(m);
+    /* FAIL is permanent: no retry, and the after-commit step never ran. */
+    make_due(db);
+    CU_ASSERT_EQUAL(run_pipeline(pipeline("", "", NULL), false, &res), CPB_EXIT_OK);
+    CU_ASSERT_EQUAL(res.counts.claimed, 0);
+    CU_ASSERT_EQUAL(calls("test-step 7 "), 1);
+    CU_ASSERT_EQUAL(calls("test-after 7 "), 0);
+    CU_ASSERT_EQUAL(col_int(db,
+                            "SELECT COUNT(*) FROM USER_ORDER_EVENT E JOIN USER_ORDER_STAGING S"
+                            " ON S.STAGING_ID = E.STAGING_ID WHERE E.KIND = 'invalid'"
+                            " AND S.EXT_ORDER_ID = ?",
+                            "7"),
+                    1);
+    db_close(db);
+}
+
+static void test_retry_counts_across_runs_until_dead(void)
+{
+    struct db *db = open_db();
+    struct run_result res;
+    const char *p = pipeline("retry = [\"5\"];", NULL, NULL);
+    stage(db, "5");
+
+    CU_ASSERT_EQUAL(run_pipeline(p, false, &res), CPB_EXIT_OK);
+    CU_ASSERT_EQUAL(res.counts.retry, 1);
+    assert_status(db, "5", "PENDING");
+    CU_ASSERT_EQUAL(attempts(db, "5"), 1);
+    /* Not due yet: the backoff holds it back. */
+    CU_ASSERT(col_int(db,
+                      "SELECT COUNT(*) FROM USER_ORDER_STAGING WHERE EXT_ORDER_ID = ?"
+                      " AND LEASE_TOKEN IS NULL AND LAST_ERROR_CODE = 'test.retry'",
+                      "5") == 1);
+
+    make_due(db);
+    CU_ASSERT_EQUAL(run_pipeline(p, false, &res), CPB_EXIT_OK);
+    CU_ASSERT_EQUAL(attempts(db, "5"), 2);
+    assert_status(db, "5", "PENDING");
+
+    make_due(db);
+    CU_ASSERT_EQUAL(run_pipeline(p, false, &res), CPB_EXIT_ATTENTION);
+    CU_ASSERT_EQUAL(res.counts.dead, 1);
+    CU_ASSERT_EQUAL(attempts(db, "5"), 3);
+    assert_status(db, "5", "DEAD");
+    CU_ASSERT_EQUAL(calls("test-step 5 1"), 1);
+    CU_ASSERT_EQUAL(calls("test-step 5 2"), 1);
+    CU_ASSERT_EQUAL(calls("test-step 5 3"), 1);
+
+    /* Dead orders are never claimed again by a run. */
+    make_due(db);
+    CU_ASSERT_EQUAL(run_pipeline(pipeline("", NULL, NULL), false, &res), CPB_EXIT_OK);
+    CU_ASSERT_EQUAL(res.counts.claimed, 0);
+    db_close(db);
+}
+
+static void test_retry_waits_for_backoff(void)
+{
+    struct db *db = open_db();
+    struct run_result res;
+    const char *p = pipeline("retry = [\"6\"];", NULL, NULL);
+    stage(db, "6");
+    CU_ASSERT_EQUAL(run_pipeline(p, false, &res), CPB_EXIT_OK);
+    /* Move the next attempt well into the future: the next run skips it. */
+    CU_ASSERT_EQUAL(sql_exec(db, "UPDATE USER_ORDER_STAGING SET NEXT_ATTEMPT_DT = ?",
+                             (struct sql_arg[]){sql_time(host_now_ms() + 3600000)}, 1, NULL),
+                    CPB_OK);
+    CU_ASSERT_EQUAL(run_pipeline(p, false, &res), CPB_EXIT_OK);
+    CU_ASSERT_EQUAL(res.counts.claimed, 0);
+    CU_ASSERT_EQUAL(attempts(db, "6"), 1);
+    db_close(db);
+}
+
+static void test_after_commit_resumes_without_reapplying(void)
+{
+    struct db *db = open_db();
+    struct run_result res;
+    stage(db, "9");
+    CU_ASSERT_EQUAL(run_pipeline(pipeline("", "retry = [\"9\"];", NULL), false, &res),
+                    CPB_EXIT_OK);
+    assert_status(db, "9", "APPLIED");
+    CU_ASSERT_EQUAL(col_int(db,
+                            "SELECT AFTER_PENDING FROM USER_ORDER_STAGING WHERE EXT_ORDER_ID = ?",
+                            "9"),
+                    AFTER_DUE);
+    make_due(db);
+    CU_ASSERT_EQUAL(run_pipeline(pipeline("", "", NULL), false, &res), CPB_EXIT_OK);
+    CU_ASSERT_EQUAL(res.counts.after_done, 1);
+    CU_ASSERT_EQUAL(res.counts.applied, 0);
+    CU_ASSERT_EQUAL(calls("test-step 9 "), 1);
+    CU_ASSERT_EQUAL(calls("test-after 9 "), 2);
+    CU_ASSERT_EQUAL(col_int(db,
+                            "SELECT AFTER_PENDING FROM USER_ORDER_STAGING WHERE EXT_ORDER_ID = ?",
+                            "9"),
+                    AFTER_NONE);
+    db_close(db);
+}
+
+static void test_after_commit_gives_up_and_notifies(void)
+{
+    struct db *db = open_db();
+    struct run_result res;
+    const char *p = pipeline("", "fail = [\"4\"];", "");
+    stage(db, "4");
+    CU_ASSERT_EQUAL(run_pipeline(p, false, &res), CPB_EXIT_ATTENTION);
+    CU_ASSERT_EQUAL(res.counts.after_failed, 1);
+    assert_status(db, "4", "APPLIED");
+    CU_ASSERT_EQUAL(col_int(db,
+                            "SELECT AFTER_PENDING FROM USER_ORDER_STAGING WHERE EXT_ORDER_ID = ?",
+                            "4"),
+                    AFTER_GAVE_UP);
+    CU_ASSERT_EQUAL(calls("test-notify sync.failed"), 1);
+    char *log = cpbtest_slurp(logfile, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(log);
+    CU_ASSERT_PTR_NOT_NULL(strstr(log, "\"external_id\":\"4\""));
+    CU_ASSERT_PTR_NOT_NULL(strstr(log, "\"reason\":\"test.fail\""));
+    CU_ASSERT_PTR_NOT_NULL(strstr(log, "cpbridge orders "));
+    free(log);
+    db_close(db);
+}
+
+static void test_events_digest_and_failing_notifier(void)
+{
+    struct db *db = open_db();
+    struct run_result res;
+    stage(db, "11");
+    stage(db, "12");
+    stage(db, "13");
+    const char *p = pipeline("fail = [\"11\", \"12\"];", NULL, "fail = [\"order.invalid\"];");
+    CU_ASSERT_EQUAL(run_pipeline(p, false, &res), CPB_EXIT_ATTENTION);
+    /* Two invalid orders become one event (a digest) for the notifier. */
+    CU_ASSERT_EQUAL(calls("test-notify order.invalid"), 1);
+    CU_ASSERT_EQUAL(res.notify_failed, 1);
+    char *log = cpbtest_slurp(logfile, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(log);
+    CU_ASSERT_PTR_NOT_NULL(strstr(log, "2 order(s) failed validation"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(log, "\"external_id\":\"11\""));
+    CU_ASSERT_PTR_NOT_NULL(strstr(log, "\"external_id\":\"12\""));
+    free(log);
+    /* The failing notifier did not stop the pipeline. */
+    assert_status(db, "13", "APPLIED");
+    db_close(db);
+}
+
+static void test_dry_run_writes_nothing(void)
+{
+    struct db *db = open_db();
+    struct run_result res;
+    stage(db, "21");
+    stage(db, "22");
+    int64_t events_before = col_int(db, "SELECT COUNT(*) FROM USER_ORDER_EVENT WHERE 1 = 1 OR ? IS NULL", "x");
+    CU_ASSERT_EQUAL(run_pipeline(pipeline("fail = [\"22\"];", "", ""), true, &res),
+                    CPB_EXIT_ATTENTION);
+    CU_ASSERT_EQUAL(res.counts.applied, 1);
+    assert_status(db, "21", "PENDING");
+    assert_status(db, "22", "PENDING");
+    CU_ASSERT_EQUAL(attempts(db, "21"), 0);
+    CU_ASSERT_EQUAL(col_int(db, "SELECT COUNT(*) FROM USER_ORDER_EVENT WHERE 1 = 1 OR ? IS NULL",
+                            "x"),
+                    events_before);
+    CU_ASSERT_EQUAL(col_int(db, "SELECT COUNT(*) FROM USER_SYNC_LOG WHERE 1 = 1 OR ? IS NULL",
+                            "x"),
+                    0);
+    CU_ASSERT_EQUAL(calls("test-after"), 0);
+    CU_ASSERT_EQUAL(calls("test-notify"), 0);
+    db_close(db);
+}
+
+static void test_lock_held_exits_quietly(void)
+{
+    struct db *db = open_db();
+    struct run_result res;
+    const char *p = pipeline("", NULL, NULL);
+    stage(db, "31");
+    int fd = open(cpbtest_path("run.lock"), O_RDWR | O_CREAT, 0600);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_EQUAL_FATAL(flock(fd, LOCK_EX | LOCK_NB), 0);
+    CU_ASSERT_EQUAL(run_pipeline(p, false, &res), CPB_EXIT_TEMPFAIL);
+    assert_status(db, "31", "PENDING");
+    close(fd);
+    CU_ASSERT_EQUAL(run_pipeline(p, false, &res), CPB_EXIT_OK);
+    assert_status(db, "31", "APPLIED");
+    db_close(db);
+}
+
+static void test_database_unreachable(void)
+{
+    struct run_result res;
+    snprintf(conn, sizeof conn,
+             "Driver=SQLite3;Database=%s/no/such/dir/x.db;NoCreat=1;Timeout=100",
+             cpbtest_tmpdir());
+    CU_ASSERT_EQUAL(run_pipeline(pipeline("", NULL, ""), false, &res), CPB_EXIT_UNAVAILABLE);
+}
+
+static void test_schema_missing_is_config_error(void)
+{
+    struct run_result res;
+    /* A fresh database without `cpbridge db init`. */
+    CU_ASSERT_EQUAL(run_pipeline(pipeline("", NULL, NULL), false, &res), CPB_EXIT_CONFIG);
+}
+
+static int setup(void)
+{
+    /* Keep the runner's log lines out of the test report. */
+    log_set_stream(fopen(cpbtest_path("engine.log"), "w"));
+    return 0;
+}
+
+#define CASE(name, fn) {name, fn}
+static void run_fresh(void (*fn)(void))
+{
+    fresh();
+    fn();
+}
+static void t1(void)
+{
+    run_fresh(test_applied_and_after_commit_once);
+}
+static void t2(void)
+{
+    run_fresh(test_fail_is_invalid_with_reason);
+}
+static void t3(void)
+{
+    run_fresh(test_retry_counts_across_runs_until_dead);
+}
+static void t4(void)
+{
+    run_fresh(test_retry_waits_for_backoff);
+}
+static void t5(void)
+{
+    run_fresh(test_after_commit_resumes_without_reapplying);
+}
+static void t6(void)
+{
+    run_fresh(test_after_commit_gives_up_and_notifies);
+}
+static void t7(void)
+{
+    run_fresh(test_events_digest_and_failing_notifier);
+}
+static void t8(void)
+{
+    run_fresh(test_dry_run_writes_nothing);
+}
+static void t9(void)
+{
+    run_fresh(test_lock_held_exits_quietly);
+}
+static void t10(void)
+{
+    run_fresh(test_database_unreachable);
+}
+static void t11(void)
+{
+    run_fresh(test_schema_missing_is_config_error);
+}
+
+static const struct cpbtest_case cases[] = {
+    CASE("applied, after-commit once, nothing twice", t1),
+    CASE("FAIL holds the order INVALID with its reason", t2),
+    CASE("RETRY counted across runs until DEAD", t3),
+    CASE("RETRY waits for its backoff", t4),
+    CASE("after-commit resumes without re-applying", t5),
+    CASE("after-commit gives up and notifies sync.failed", t6),
+    CASE("events are digested; a failing notifier does not block", t7),
+    CASE("dry run writes nothing", t8),
+    CASE("a held lock exits quietly with 75", t9),
+    CASE("an unreachable database exits 69", t10),
+    CASE("a database without the schema exits 78", t11),
+    {NULL, NULL},
+};
+static const struct cpbtest_suite suite = {"runner", setup, NULL, cases};
+static const struct cpbtest_suite *const suites[] = {&suite, NULL};
+
+int main(int argc, char **argv)
+{
+    return cpbtest_run(argc, argv, suites);
+}
