@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# scripts/test.sh — the README's second command and what CI runs: install
+# what is missing, build twice (plain, and with AddressSanitizer +
+# UndefinedBehaviorSanitizer), start the servers the tests need (a
+# throwaway PostgreSQL 15 on a free 127.0.0.1 port; the tests start their
+# own HTTP, WooCommerce stand-in, webhook and SMTP servers), run every test
+# in both builds, and stop everything again, whatever happens.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+scripts/deps.sh --test
+
+jobs=$(nproc 2>/dev/null || echo 2)
+scripts/build.sh build
+scripts/build.sh build-asan -DCPB_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+
+svc=$(mktemp -d /tmp/cpbridge-svc.XXXXXX)
+chmod 755 "$svc"
+cleanup() {
+  "$root/tests/services/pg.sh" stop "$svc/pg" >/dev/null 2>&1 || true
+  rm -rf "$svc"
+}
+trap cleanup EXIT INT TERM
+tests/services/pg.sh start "$svc/pg"
+# shellcheck disable=SC1091
+. "$svc/pg/env"
+export CPB_TEST_PG
+
+status=0
+for dir in build build-asan; do
+  echo "== tests: $dir"
+  if ! (cd "$dir" && ctest --output-on-failure -j "$jobs" --timeout 600); then
+    status=1
+  fi
+done
+if [[ $status -ne 0 ]]; then
+  echo "tests: FAILED" >&2
+fi
+exit $status
