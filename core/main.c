@@ -5,6 +5,7 @@
  */
 #include <dirent.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -543,6 +544,8 @@ int main(int argc, char **argv)
         printf("cpbridge %s (stage ABI %d.%d)\n", CPB_VERSION, CPB_ABI_MAJOR, CPB_ABI_MINOR);
         return CPB_EXIT_OK;
     }
+    /* A peer closing a socket must be an error return, never a signal. */
+    signal(SIGPIPE, SIG_IGN);
     if (http_global_init(&e) != 0) {
         return report(&e);
     }

@@ -16,6 +16,7 @@ static int open_stage(struct pipeline *p, struct stage_inst *s, struct err *err)
     const struct config_stage *cs = s->cs;
     char *path = NULL;
     char what[160];
+    bool located = false;
     int rc = -1;
 
     if (loader_find(cs->stage, p->cfg->stage_dirs, &path, err) != 0) {
@@ -44,6 +45,8 @@ static int open_stage(struct pipeline *p, struct stage_inst *s, struct err *err)
     }
     snprintf(what, sizeof what, "stage '%s'", cs->id);
     if (options_fill(d->options, cs->options, s->opts, &s->store, what, err) != 0) {
+        /* Errors inside an options group carry their own file:line. */
+        located = cs->options != NULL;
         goto out;
     }
     s->ctx = host_ctx_new(cs->id, &p->env);
@@ -53,7 +56,7 @@ static int open_stage(struct pipeline *p, struct stage_inst *s, struct err *err)
     }
     rc = 0;
 out:
-    if (rc != 0) {
+    if (rc != 0 && !located) {
         err_prefix(err, "%s:%d: ", cs->file, cs->line);
     }
     free(path);

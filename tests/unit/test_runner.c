@@ -485,6 +485,34 @@ static void test_schema_missing_is_config_error(void)
     CU_ASSERT_EQUAL(run_pipeline(pipeline("", NULL, NULL), false, &res), CPB_EXIT_CONFIG);
 }
 
+/* A wrong option names its place in the file once, and the stage. */
+static void test_option_error_names_place_once(void)
+{
+    struct pipeline *p = NULL;
+    struct err e = {0};
+    const char *path = pipeline("retyr = [\"1\"];", NULL, NULL);
+    CU_ASSERT_NOT_EQUAL(pipeline_open(path, &p, &e), 0);
+    CU_ASSERT_EQUAL(e.code, CPB_EXIT_CONFIG);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "stage 'test-step'"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "did you mean 'retry'"));
+    const char *first = strstr(e.msg, ".cfg:");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(first);
+    CU_ASSERT_PTR_NULL(strstr(first + 1, ".cfg:"));
+    /* A required option missing: no options group, so the entry's place. */
+    snprintf(e.msg, sizeof e.msg, "%s", "");
+    e.code = 0;
+    char text[1024];
+    snprintf(text, sizeof text,
+             "name = \"x\";\nstage_dirs = [\"%s\"];\n"
+             "database = { connection = \"Driver=SQLite3;Database=/nonexistent\"; };\n"
+             "stages = (\n  { stage = \"test-step\"; }\n);\n",
+             cpbtest_build("fixture-stages"));
+    CU_ASSERT_EQUAL_FATAL(cpbtest_write(cpbtest_path("req.cfg"), text), 0);
+    CU_ASSERT_NOT_EQUAL(pipeline_open(cpbtest_path("req.cfg"), &p, &e), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "req.cfg:5: "));
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "log_file"));
+}
+
 static int setup(void)
 {
     /* Keep the runner's log lines out of the test report. */
@@ -543,6 +571,11 @@ static void t11(void)
     run_fresh(test_schema_missing_is_config_error);
 }
 
+static void t12(void)
+{
+    run_fresh(test_option_error_names_place_once);
+}
+
 static const struct cpbtest_case cases[] = {
     CASE("applied, after-commit once, nothing twice", t1),
     CASE("FAIL holds the order INVALID with its reason", t2),
@@ -555,6 +588,7 @@ static const struct cpbtest_case cases[] = {
     CASE("a held lock exits quietly with 75", t9),
     CASE("an unreachable database exits 69", t10),
     CASE("a database without the schema exits 78", t11),
+    CASE("an option error names its place once", t12),
     {NULL, NULL},
 };
 static const struct cpbtest_suite suite = {"runner", setup, NULL, cases};
