@@ -119,11 +119,18 @@ static const struct cpb_option health_table[] = {
      "Time since the last successful run that makes health CRITICAL."},
     {NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL}};
 
-const char *const config_engine_blocks[] = {"database", "run",    "retry", "log",
-                                            "metrics",  "health", NULL};
+static const struct cpb_option alerts_table[] = {
+    {"throttle", CPB_OPT_DURATION, 0, "1h", MS_M, 30 * MS_D, NULL,
+     offsetof(struct config_alerts, throttle_ms),
+     "An alert already sent for the same event, order and reason is not sent again within this"
+     " time (one digest per event and run either way)."},
+    {NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL}};
 
-static const char *const top_keys[] = {"name", "stage_dirs", "database", "run",   "retry",
-                                       "log",  "metrics",    "health",   "stages"};
+const char *const config_engine_blocks[] = {"database", "run",    "retry",  "log",
+                                            "metrics",  "health", "alerts", NULL};
+
+static const char *const top_keys[] = {"name",    "stage_dirs", "database", "run",   "retry",
+                                       "log",     "metrics",    "health",   "alerts", "stages"};
 
 static const char *const stage_keys[] = {"stage", "id", "on", "enabled", "options"};
 
@@ -149,6 +156,9 @@ const struct cpb_option *config_engine_table(const char *block)
     }
     if (strcmp(block, "health") == 0) {
         return health_table;
+    }
+    if (strcmp(block, "alerts") == 0) {
+        return alerts_table;
     }
     return NULL;
 }
@@ -697,7 +707,15 @@ static int load_name(struct config *cfg, const config_setting_t *root, struct er
 }
 
 /* The opt_store slot of each engine block in cfg->stores. */
-enum { STORE_DATABASE, STORE_RUN, STORE_RETRY, STORE_LOG, STORE_METRICS, STORE_HEALTH };
+enum {
+    STORE_DATABASE,
+    STORE_RUN,
+    STORE_RETRY,
+    STORE_LOG,
+    STORE_METRICS,
+    STORE_HEALTH,
+    STORE_ALERTS
+};
 
 static int fill_block(struct config *cfg, const config_setting_t *root, const char *block,
                       const struct cpb_option *table, void *out, int slot, struct err *err)
@@ -755,7 +773,8 @@ static int load_engine(struct config *cfg, const config_setting_t *root, struct 
         fill_block(cfg, root, "retry", retry_table, &cfg->retry, STORE_RETRY, err) != 0 ||
         fill_block(cfg, root, "log", log_table, &cfg->log, STORE_LOG, err) != 0 ||
         fill_block(cfg, root, "metrics", metrics_table, &cfg->metrics, STORE_METRICS, err) != 0 ||
-        fill_block(cfg, root, "health", health_table, &cfg->health, STORE_HEALTH, err) != 0) {
+        fill_block(cfg, root, "health", health_table, &cfg->health, STORE_HEALTH, err) != 0 ||
+        fill_block(cfg, root, "alerts", alerts_table, &cfg->alerts, STORE_ALERTS, err) != 0) {
         return -1;
     }
     cfg->database.dialect = dialect_choices[cfg->database.dialect_index];

@@ -15,6 +15,7 @@
  *   log = { level = "info"; format = "text"; };
  *   metrics = { file = "/var/lib/node_exporter/cpbridge.prom"; };
  *   health = { pending_warn = 50; ... };
+ *   alerts = { throttle = "1h"; };
  *   stages = ( { stage = "source-file"; id = "samples";
  *                options = { path = "..."; }; }, ... );
  *
@@ -87,6 +88,10 @@ struct config_health {
     int64_t last_success_warn_ms, last_success_crit_ms;
 };
 
+struct config_alerts {
+    int64_t throttle_ms;     /* the same alert is not resent within this */
+};
+
 struct config {
     const char *path;          /* the pipeline file as given */
     const char *dir;           /* its absolute directory */
@@ -98,6 +103,7 @@ struct config {
     struct config_log log;
     struct config_metrics metrics;
     struct config_health health;
+    struct config_alerts alerts;
     struct config_stage *stages;
     size_t n_stages;
     /* private */

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "alerts.h"
 #include "buf.h"
 #include "lock.h"
 #include "log.h"
@@ -52,6 +53,7 @@ struct runner {
     bool fatal_db;
     unsigned long processed;
     int64_t started_ms;        /* orders due after this wait for the next run */
+    char alert_file[1100];     /* alert state when the database is down */
 };
 
 static int64_t mono_us(void)
@@ -174,6 +176,16 @@ static void finish_event(struct runner *r, const char *name, json_t *ev)
     } else if (strcmp(name, "db.unreachable") == 0) {
         snprintf(summary, sizeof summary, "the database could not be reached");
         snprintf(cmd, sizeof cmd, "cpbridge check %s --connect", path);
+    } else if (strcmp(name, "orders.stale") == 0) {
+        snprintf(summary, sizeof summary, "orders have been pending for longer than expected");
+        snprintf(cmd, sizeof cmd, "cpbridge orders %s list --state PENDING", path);
+    } else if (strcmp(name, "scheduler.missed") == 0) {
+        snprintf(summary, sizeof summary,
+                 "no successful run for longer than expected: is the scheduler running?");
+        snprintf(cmd, sizeof cmd, "cpbridge status %s", path);
+    } else if (strcmp(name, "run.failed") == 0) {
+        snprintf(summary, sizeof summary, "the run failed before it could process orders");
+        snprintf(cmd, sizeof cmd, "cpbridge check %s --connect", path);
     } else if (strcmp(name, "run.summary") == 0) {
         const struct run_counts *c = &r->res->counts;
         snprintf(summary, sizeof summary,
@@ -194,8 +206,13 @@ static void deliver_events(struct runner *r)
 {
     const char *name;
     json_t *ev;
+    int64_t now = host_now_ms();
+    struct alert_store as = {r->db, r->alert_file, r->p->cfg->name,
+                             r->p->cfg->alerts.throttle_ms};
+    json_t *keys = alerts_filter(&as, r->events, now);
     json_object_foreach(r->events, name, ev)
     {
+        bool delivered = false;
         finish_event(r, name, ev);
         for (size_t i = 0; i < r->p->n; i++) {
             struct stage_inst *s = &r->p->st[i];
@@ -206,6 +223,7 @@ static void deliver_events(struct runner *r)
             host_reason_clear(s->ctx);
             enum cpb_status st = s->ls.desc->process(s->state, &rec);
             if (st == CPB_OK || st == CPB_SKIP) {
+                delivered = true;
                 continue;
             }
             r->res->notify_failed++;
@@ -214,7 +232,102 @@ static void deliver_events(struct runner *r)
                     host_reason_code(s->ctx), host_reason_code(s->ctx)[0] != '\0' ? ": " : "",
                     host_reason_message(s->ctx));
         }
+        if (delivered && keys != NULL) {
+            alerts_record(&as, json_object_get(keys, name), now);
+        }
     }
+    alerts_prune(&as, now - 7 * as.throttle_ms);
+    json_decref(keys);
+}
+
+/* orders.stale: pending orders received longer ago than run.stale_after. */
+static void check_stale(struct runner *r)
+{
+    struct cpb_stmt *st = NULL;
+    int64_t now = host_now_ms();
+    int64_t count = 0;
+    int64_t oldest = 0;
+    bool none = true;
+    struct sql_arg a[] = {sql_time(now - r->p->cfg->run.stale_after_ms)};
+    enum cpb_status rc = sql_query(r->db,
+                                   "SELECT COUNT(*), MIN(RECEIVED_DT) FROM USER_ORDER_STAGING"
+                                   " WHERE STATUS = 'PENDING' AND RECEIVED_DT < ?",
+                                   a, SQL_NARGS(a), &st);
+    if (rc == CPB_OK) {
+        rc = db_fetch(st);
+    }
+    if (rc == CPB_OK) {
+        rc = db_col_int(st, 1, &count, NULL);
+    }
+    if (rc == CPB_OK && count > 0) {
+        rc = db_col_time(st, 2, &oldest, &none);
+    }
+    db_finalize(st);
+    if (rc != CPB_OK) {
+        log_msg(CPB_LOG_WARN, NULL, 0, "could not check for stale orders: %s",
+                db_last_error(r->db));
+        return;
+    }
+    if (count == 0) {
+        return;
+    }
+    char since[32] = "?";
+    char limit[32];
+    char msg[200];
+    if (!none) {
+        text_format_time(oldest, since, sizeof since);
+    }
+    text_format_duration(r->p->cfg->run.stale_after_ms, limit, sizeof limit);
+    snprintf(msg, sizeof msg, "%lld order(s) pending for longer than %s; the oldest since %s UTC",
+             (long long)count, limit, since);
+    json_t *d = json_pack("{s:s, s:s, s:I, s:s}", "reason", "orders.stale", "message", msg,
+                          "count", (json_int_t)count, "oldest", since);
+    event_details(r, "orders.stale", d);
+    json_decref(d);
+    log_msg(CPB_LOG_WARN, NULL, 0, "%s", msg);
+}
+
+/* scheduler.missed: the previous successful run is older than
+ * run.expect_every (the dead-man's switch; `cpbridge health` checks it too). */
+static void check_schedule(struct runner *r)
+{
+    struct cpb_stmt *st = NULL;
+    int64_t last = 0;
+    bool none = true;
+    struct sql_arg a[] = {sql_text(r->p->cfg->name)};
+    enum cpb_status rc = sql_query(r->db,
+                                   "SELECT MAX(ENDED_DT) FROM USER_SYNC_LOG WHERE PIPELINE = ?"
+                                   " AND RESULT IN ('OK', 'ATTENTION')",
+                                   a, SQL_NARGS(a), &st);
+    if (rc == CPB_OK) {
+        rc = db_fetch(st);
+    }
+    if (rc == CPB_OK) {
+        rc = db_col_time(st, 1, &last, &none);
+    }
+    db_finalize(st);
+    if (rc != CPB_OK || none) {
+        return;
+    }
+    int64_t gap = r->started_ms - last;
+    if (gap <= r->p->cfg->run.expect_every_ms) {
+        return;
+    }
+    char ago[32];
+    char every[32];
+    char when[32];
+    char msg[200];
+    text_format_duration(gap / 1000 * 1000, ago, sizeof ago);
+    text_format_duration(r->p->cfg->run.expect_every_ms, every, sizeof every);
+    text_format_time(last, when, sizeof when);
+    snprintf(msg, sizeof msg,
+             "the last successful run ended %s ago (%s UTC); runs are expected every %s", ago,
+             when, every);
+    json_t *d = json_pack("{s:s, s:s, s:s}", "reason", "scheduler.missed", "message", msg,
+                          "last_success", when);
+    event_details(r, "scheduler.missed", d);
+    json_decref(d);
+    log_msg(CPB_LOG_WARN, NULL, 0, "%s", msg);
 }
 
 /* ---- database trouble ---------------------------------------------------- */
@@ -939,6 +1052,7 @@ int runner_run(struct pipeline *p, const struct run_options *o, struct run_resul
         code = CPB_EXIT_CONFIG;
         goto out;
     }
+    snprintf(r.alert_file, sizeof r.alert_file, "%s.alerts.json", lock_path);
     int got = lock_acquire(lock_path, &lock_fd, err);
     if (got != 0) {
         if (got == 1) {
@@ -962,6 +1076,9 @@ int runner_run(struct pipeline *p, const struct run_options *o, struct run_resul
             deliver_events(&r);
         }
         goto out;
+    }
+    if (!o->dry_run) {
+        check_schedule(&r);
     }
     if (!o->dry_run && staging_run_start(r.db, res->run_id, p->cfg->name, host, t0) != CPB_OK) {
         err_set(err, CPB_EXIT_UNAVAILABLE, "could not write the run log: %s", db_last_error(r.db));
@@ -988,6 +1105,9 @@ int runner_run(struct pipeline *p, const struct run_options *o, struct run_resul
     }
     if (o->dry_run) {
         goto out;
+    }
+    if (!r.fatal_db) {
+        check_stale(&r);
     }
     event_obj(&r, "run.summary");
     deliver_events(&r);

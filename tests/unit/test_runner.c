@@ -86,7 +86,18 @@ static void stage(struct db *db, const char *id)
 /* Write a pipeline with the fixture stages; `step`, `after`, `notify` are
  * option lines for each ("" keeps the stage with defaults, NULL leaves it
  * out). Returns the path (static rotation). */
+static const char *pipeline_ex(const char *extra, const char *source, const char *step,
+                               const char *after, const char *notify);
+
 static const char *pipeline(const char *step, const char *after, const char *notify)
+{
+    return pipeline_ex("", NULL, step, after, notify);
+}
+
+/* As pipeline(), with extra keys of the `run` block and an optional
+ * source-file stage reading `source` (a path). */
+static const char *pipeline_ex(const char *extra, const char *source, const char *step,
+                               const char *after, const char *notify)
 {
     char name[64];
     char text[4096];
@@ -96,10 +107,16 @@ static const char *pipeline(const char *step, const char *after, const char *not
                  "name = \"runner-test\";\n"
                  "stage_dirs = [\"%s\"];\n"
                  "database = { dialect = \"sqlite\"; connection = \"%s\"; };\n"
-                 "run = { lock_file = \"%s\"; batch = 2; };\n"
+                 "run = { lock_file = \"%s\"; batch = 2; %s };\n"
                  "retry = { max_attempts = 3; base = \"1s\"; cap = \"1m\"; };\n"
                  "stages = (\n",
-                 cpbtest_build("fixture-stages"), conn, cpbtest_path("run.lock"));
+                 cpbtest_build("fixture-stages"), conn, cpbtest_path("run.lock"), extra);
+    if (source != NULL) {
+        n += snprintf(text + n, sizeof text - (size_t)n,
+                      "  { stage = \"source-file\"; id = \"files\"; options = { path = \"%s\"; };"
+                      " },\n",
+                      source);
+    }
     if (step != NULL) {
         n += snprintf(text + n, sizeof text - (size_t)n,
                       "  { stage = \"test-step\"; options = { log_file = \"%s\"; %s }; },\n",
@@ -112,7 +129,7 @@ static const char *pipeline(const char *step, const char *after, const char *not
     }
     if (notify != NULL) {
         n += snprintf(text + n, sizeof text - (size_t)n,
-                      "  { stage = \"test-notify\"; on = [\"order.*\", \"sync.failed\"];"
+                      "  { stage = \"test-notify\"; on = [\"*\"];"
                       " options = { log_file = \"%s\"; %s }; },\n",
                       logfile, notify);
     }
@@ -513,6 +530,107 @@ static void test_option_error_names_place_once(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "log_file"));
 }
 
+
+/* A source that fails every run alerts once per throttle window. */
+static void test_alert_throttled_across_runs(void)
+{
+    struct db *db = open_db();
+    struct run_result res;
+    const char *p = pipeline_ex("", cpbtest_path("no-such-dir"), "", NULL, "");
+    CU_ASSERT_EQUAL(run_pipeline(p, false, &res), CPB_EXIT_ATTENTION);
+    CU_ASSERT_TRUE(res.source_failed);
+    CU_ASSERT_EQUAL(run_pipeline(p, false, &res), CPB_EXIT_ATTENTION);
+    CU_ASSERT_EQUAL(calls("test-notify source.failed"), 1);
+    CU_ASSERT_EQUAL(calls("test-notify run.summary"), 2);
+    /* Once the window has passed (forget the record), it is sent again. */
+    CU_ASSERT_EQUAL(sql_exec(db, "DELETE FROM USER_SYNC_STATE WHERE STATE_KEY LIKE ?",
+                             (struct sql_arg[]){sql_text("alert/%")}, 1, NULL),
+                    CPB_OK);
+    CU_ASSERT_EQUAL(run_pipeline(p, false, &res), CPB_EXIT_ATTENTION);
+    CU_ASSERT_EQUAL(calls("test-notify source.failed"), 2);
+    db_close(db);
+}
+
+/* A delivery that failed is not recorded: the next run sends it. */
+static void test_failed_delivery_is_retried(void)
+{
+    struct db *db = open_db();
+    struct run_result res;
+    const char *src = cpbtest_path("no-such-dir");
+    CU_ASSERT_EQUAL(run_pipeline(pipeline_ex("", src, "", NULL, "fail = [\"source.failed\"];"),
+                                 false, &res),
+                    CPB_EXIT_ATTENTION);
+    CU_ASSERT_EQUAL(res.notify_failed, 1);
+    CU_ASSERT_EQUAL(run_pipeline(pipeline_ex("", src, "", NULL, ""), false, &res),
+                    CPB_EXIT_ATTENTION);
+    CU_ASSERT_EQUAL(res.notify_failed, 0);
+    CU_ASSERT_EQUAL(calls("test-notify source.failed"), 2);
+    db_close(db);
+}
+
+static void test_orders_stale(void)
+{
+    struct db *db = open_db();
+    struct run_result res;
+    stage(db, "41");
+    CU_ASSERT_EQUAL(sql_exec(db, "UPDATE USER_ORDER_STAGING SET RECEIVED_DT = ?",
+                             (struct sql_arg[]){sql_time(host_now_ms() - 7200000)}, 1, NULL),
+                    CPB_OK);
+    CU_ASSERT_EQUAL(
+        run_pipeline(pipeline_ex("stale_after = \"1h\";", NULL,
+                                 "retry = [\"41\"];", NULL, ""),
+                     false, &res),
+        CPB_EXIT_OK);
+    CU_ASSERT_EQUAL(calls("test-notify orders.stale"), 1);
+    char *log = cpbtest_slurp(logfile, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(log);
+    CU_ASSERT_PTR_NOT_NULL(strstr(log, "1 order(s) pending for longer than 1h"));
+    free(log);
+    db_close(db);
+}
+
+static void test_scheduler_missed(void)
+{
+    struct db *db = open_db();
+    struct run_result res;
+    int64_t two_hours_ago = host_now_ms() - 7200000;
+    struct sql_arg a[] = {sql_time(two_hours_ago), sql_time(two_hours_ago)};
+    CU_ASSERT_EQUAL(sql_exec(db,
+                             "INSERT INTO USER_SYNC_LOG (RUN_ID, PIPELINE, STARTED_DT, ENDED_DT,"
+                             " RESULT) VALUES ('old-run', 'runner-test', ?, ?, 'OK')",
+                             a, SQL_NARGS(a), NULL),
+                    CPB_OK);
+    CU_ASSERT_EQUAL(
+        run_pipeline(pipeline_ex("expect_every = \"15m\";", NULL, "", NULL, ""), false,
+                     &res),
+        CPB_EXIT_OK);
+    CU_ASSERT_EQUAL(calls("test-notify scheduler.missed"), 1);
+    /* The next run follows a successful one: no alert. */
+    CU_ASSERT_EQUAL(
+        run_pipeline(pipeline_ex("expect_every = \"15m\";", NULL, "", NULL, ""), false,
+                     &res),
+        CPB_EXIT_OK);
+    CU_ASSERT_EQUAL(calls("test-notify scheduler.missed"), 1);
+    db_close(db);
+}
+
+/* With the database down, db.unreachable is throttled through the state
+ * file beside the lock. */
+static void test_db_down_alert_throttled(void)
+{
+    struct run_result res;
+    snprintf(conn, sizeof conn,
+             "Driver=SQLite3;Database=%s/no/such/dir/x.db;NoCreat=1;Timeout=100",
+             cpbtest_tmpdir());
+    unlink(cpbtest_path("run.lock.alerts.json"));
+    const char *p = pipeline("", NULL, "");
+    CU_ASSERT_EQUAL(run_pipeline(p, false, &res), CPB_EXIT_UNAVAILABLE);
+    CU_ASSERT_EQUAL(run_pipeline(p, false, &res), CPB_EXIT_UNAVAILABLE);
+    CU_ASSERT_EQUAL(calls("test-notify db.unreachable"), 1);
+    CU_ASSERT_EQUAL(calls("test-notify run.failed"), 1);
+    unlink(cpbtest_path("run.lock.alerts.json"));
+}
+
 static int setup(void)
 {
     /* Keep the runner's log lines out of the test report. */
@@ -576,6 +694,27 @@ static void t12(void)
     run_fresh(test_option_error_names_place_once);
 }
 
+static void t13(void)
+{
+    run_fresh(test_alert_throttled_across_runs);
+}
+static void t14(void)
+{
+    run_fresh(test_failed_delivery_is_retried);
+}
+static void t15(void)
+{
+    run_fresh(test_orders_stale);
+}
+static void t16(void)
+{
+    run_fresh(test_scheduler_missed);
+}
+static void t17(void)
+{
+    run_fresh(test_db_down_alert_throttled);
+}
+
 static const struct cpbtest_case cases[] = {
     CASE("applied, after-commit once, nothing twice", t1),
     CASE("FAIL holds the order INVALID with its reason", t2),
@@ -589,6 +728,11 @@ static const struct cpbtest_case cases[] = {
     CASE("an unreachable database exits 69", t10),
     CASE("a database without the schema exits 78", t11),
     CASE("an option error names its place once", t12),
+    CASE("an alert is throttled across runs", t13),
+    CASE("a failed delivery is sent again next run", t14),
+    CASE("orders.stale", t15),
+    CASE("scheduler.missed", t16),
+    CASE("db.unreachable throttled without the database", t17),
     {NULL, NULL},
 };
 static const struct cpbtest_suite suite = {"runner", setup, NULL, cases};
