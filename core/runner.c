@@ -52,7 +52,10 @@ struct runner {
     bool attention;
     bool fatal_db;
     unsigned long processed;
-    int64_t started_ms;        /* orders due after this wait for the next run */
+    int64_t started_ms;        /* when the run started */
+    int64_t due_by;            /* claims take orders due by this time, when claiming
+                                  began: an order retried during the run waits for
+                                  the next one */
     char alert_file[1100];     /* alert state when the database is down */
 };
 
@@ -896,7 +899,7 @@ out:
 static void dry_run_orders(struct runner *r)
 {
     struct cpb_stmt *st = NULL;
-    int64_t now = r->started_ms;
+    int64_t now = r->due_by;
     unsigned long left = r->o->limit > 0 && r->o->limit < MAX_BATCH ? r->o->limit : MAX_BATCH;
     struct sql_arg a[] = {sql_time(now), sql_time(now)};
     int64_t ids[MAX_BATCH];
@@ -943,7 +946,7 @@ static void run_orders(struct runner *r)
         unsigned n = 0;
         int64_t claimed_at = host_now_ms();
         enum cpb_status st =
-            staging_claim(r->db, r->token, r->owner, claimed_at, r->started_ms, rc->lease_ms,
+            staging_claim(r->db, r->token, r->owner, claimed_at, r->due_by, rc->lease_ms,
                           limit, ids, &n);
         if (st != CPB_OK) {
             log_msg(CPB_LOG_WARN, NULL, 0, "could not claim orders: %s", db_last_error(r->db));
@@ -1088,10 +1091,12 @@ int runner_run(struct pipeline *p, const struct run_options *o, struct run_resul
 
     if (!o->dry_run) {
         run_sources(&r);
+        r.due_by = host_now_ms();
         if (!r.fatal_db) {
             run_orders(&r);
         }
     } else {
+        r.due_by = host_now_ms();
         dry_run_orders(&r);
     }
 

@@ -502,6 +502,31 @@ static void test_schema_missing_is_config_error(void)
     CU_ASSERT_EQUAL(run_pipeline(pipeline("", NULL, NULL), false, &res), CPB_EXIT_CONFIG);
 }
 
+/* Orders a source stages are processed in the same run. */
+static void test_source_orders_applied_same_run(void)
+{
+    struct db *db = open_db();
+    struct run_result res;
+    json_t *a = make_order("51");
+    json_t *b = make_order("52");
+    json_t *both = json_pack("[oo]", a, b);
+    CU_ASSERT_EQUAL_FATAL(cpbtest_sh("mkdir -p '%s'", cpbtest_path("in")), 0);
+    CU_ASSERT_EQUAL_FATAL(json_dump_file(both, cpbtest_path("in/orders.json"), 0), 0);
+    json_decref(both);
+    const char *p = pipeline_ex("", cpbtest_path("in"), "", "", NULL);
+    CU_ASSERT_EQUAL(run_pipeline(p, false, &res), CPB_EXIT_OK);
+    CU_ASSERT_EQUAL(res.counts.staged, 2);
+    CU_ASSERT_EQUAL(res.counts.applied, 2);
+    CU_ASSERT_EQUAL(res.counts.after_done, 2);
+    assert_status(db, "51", "APPLIED");
+    /* Read again: unchanged, so nothing is staged or applied twice. */
+    CU_ASSERT_EQUAL(run_pipeline(p, false, &res), CPB_EXIT_OK);
+    CU_ASSERT_EQUAL(res.counts.staged, 0);
+    CU_ASSERT_EQUAL(res.counts.claimed, 0);
+    CU_ASSERT_EQUAL(calls("test-step 51 "), 1);
+    db_close(db);
+}
+
 /* A wrong option names its place in the file once, and the stage. */
 static void test_option_error_names_place_once(void)
 {
@@ -715,6 +740,11 @@ static void t17(void)
     run_fresh(test_db_down_alert_throttled);
 }
 
+static void t18(void)
+{
+    run_fresh(test_source_orders_applied_same_run);
+}
+
 static const struct cpbtest_case cases[] = {
     CASE("applied, after-commit once, nothing twice", t1),
     CASE("FAIL holds the order INVALID with its reason", t2),
@@ -733,6 +763,7 @@ static const struct cpbtest_case cases[] = {
     CASE("orders.stale", t15),
     CASE("scheduler.missed", t16),
     CASE("db.unreachable throttled without the database", t17),
+    CASE("orders a source stages are applied in the same run", t18),
     {NULL, NULL},
 };
 static const struct cpbtest_suite suite = {"runner", setup, NULL, cases};
