@@ -202,7 +202,7 @@ void log_vmsg(enum cpb_log_level level, const char *stage, int64_t order_id, con
     }
     struct buf raw = BUF_INIT;
     struct buf clean = BUF_INIT;
-    char when[40];
+    char when[64];
     FILE *f = L.stream != NULL ? L.stream : stderr;
 
     buf_vaddf(&raw, fmt, ap);

@@ -978,13 +978,22 @@ static void choices_text(const struct cpb_option *o, struct buf *b)
 }
 
 /* Markdown cell text: pipes escaped, newlines as spaces. */
-static void md_cell(FILE *f, const char *s)
+/* Text for a Markdown table cell: pipes and line breaks neutralised, and
+ * outside code spans <, > and & written as entities so that text such as
+ * "<url>/wp-json" is not taken for an HTML tag. */
+static void md_cell(FILE *f, const char *s, int code)
 {
     for (; s != NULL && *s != '\0'; s++) {
         if (*s == '|') {
             fputs("\\|", f);
         } else if (*s == '\n' || *s == '\r') {
             fputc(' ', f);
+        } else if (!code && *s == '<') {
+            fputs("&lt;", f);
+        } else if (!code && *s == '>') {
+            fputs("&gt;", f);
+        } else if (!code && *s == '&') {
+            fputs("&amp;", f);
         } else {
             fputc(*s, f);
         }
@@ -994,15 +1003,13 @@ static void md_cell(FILE *f, const char *s)
 void options_describe(FILE *f, const struct cpb_option *table, int markdown)
 {
     char range[160];
+    if (table == NULL || table[0].name == NULL) {
+        fputs(markdown ? "No options.\n" : "  (no options)\n", f);
+        return;
+    }
     if (markdown) {
         fputs("| Option | Type | Default | Range / choices | Flags | Description |\n", f);
         fputs("|---|---|---|---|---|---|\n", f);
-    }
-    if (table == NULL || table[0].name == NULL) {
-        if (!markdown) {
-            fputs("  (no options)\n", f);
-        }
-        return;
     }
     for (size_t i = 0; table[i].name != NULL && i < TABLE_MAX; i++) {
         const struct cpb_option *o = &table[i];
@@ -1021,17 +1028,19 @@ void options_describe(FILE *f, const struct cpb_option *table, int markdown)
         }
         if (markdown) {
             fprintf(f, "| `%s` | %s | ", o->name, type_name(o->type));
-            if (def != NULL) {
+            if (def != NULL && def[0] == '\0') {
+                fputs("`\"\"`", f);
+            } else if (def != NULL) {
                 fputc('`', f);
-                md_cell(f, def);
+                md_cell(f, def, 1);
                 fputc('`', f);
             }
             fputs(" | ", f);
-            md_cell(f, buf_str(&extent));
+            md_cell(f, buf_str(&extent), 0);
             fputs(" | ", f);
-            md_cell(f, buf_str(&flags));
+            md_cell(f, buf_str(&flags), 0);
             fputs(" | ", f);
-            md_cell(f, o->help);
+            md_cell(f, o->help, 0);
             fputs(" |\n", f);
         } else {
             fprintf(f, "  %s (%s", o->name, type_name(o->type));
