@@ -205,6 +205,127 @@ static void finish_event(struct runner *r, const char *name, json_t *ev)
     json_object_set_new(ev, "command", json_string(cmd));
 }
 
+/* Notifier deliveries retried for this long, then dropped with an error. */
+#define OUTBOX_MAX_ATTEMPTS 50
+
+static struct stage_inst *notifier_by_id(struct runner *r, const char *id)
+{
+    for (size_t i = 0; i < r->p->n; i++) {
+        struct stage_inst *s = &r->p->st[i];
+        if (s->ls.desc->kind == CPB_NOTIFY && strcmp(s->cs->id, id) == 0) {
+            return s;
+        }
+    }
+    return NULL;
+}
+
+/* Call one notifier with one event; returns its status. */
+static enum cpb_status notify_one(struct stage_inst *s, const char *name, json_t *ev)
+{
+    struct cpb_record rec = {.size = sizeof rec, .event = name, .payload = ev};
+    host_reason_clear(s->ctx);
+    return s->ls.desc->process(s->state, &rec);
+}
+
+/* Queue an event a notifier could not deliver, for a later run. */
+static bool outbox_add(struct runner *r, const struct stage_inst *s, const char *name,
+                       json_t *ev)
+{
+    char *payload = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    bool ok = false;
+    if (payload != NULL && r->db != NULL) {
+        struct sql_arg a[] = {sql_text(r->p->cfg->name), sql_text(s->cs->id), sql_text(name),
+                              sql_text(payload), sql_time(host_now_ms())};
+        ok = sql_exec(r->db,
+                      "INSERT INTO USER_ALERT_OUTBOX (PIPELINE, STAGE_ID, EVENT, PAYLOAD,"
+                      " CREATED_DT, ATTEMPTS) VALUES (?, ?, ?, ?, ?, 1)",
+                      a, SQL_NARGS(a), NULL) == CPB_OK;
+        if (!ok) {
+            log_msg(CPB_LOG_ERROR, s->cs->id, 0, "could not queue %s for a later run: %s", name,
+                    db_last_error(r->db));
+        }
+    }
+    free(payload);
+    return ok;
+}
+
+struct outbox_row {
+    int64_t id;
+    char *stage_id;
+    char *event;
+    char *payload;
+    int64_t attempts;
+};
+
+/* Deliver what earlier runs could not, oldest first, each to the notifier
+ * that failed it: at least once per notifier. */
+static void deliver_outbox(struct runner *r)
+{
+    struct cpb_stmt *st = NULL;
+    struct outbox_row rows[64];
+    size_t n = 0;
+    struct sql_arg a[] = {sql_text(r->p->cfg->name)};
+    enum cpb_status rc = sql_query(r->db,
+                                   "SELECT OUTBOX_ID, STAGE_ID, EVENT, PAYLOAD, ATTEMPTS FROM"
+                                   " USER_ALERT_OUTBOX WHERE PIPELINE = ? ORDER BY OUTBOX_ID",
+                                   a, SQL_NARGS(a), &st);
+    while (rc == CPB_OK && n < sizeof rows / sizeof rows[0]) {
+        const char *sid = NULL;
+        const char *ev = NULL;
+        const char *pl = NULL;
+        struct outbox_row *row = &rows[n];
+        rc = db_fetch(st);
+        if (rc != CPB_OK || db_col_int(st, 1, &row->id, NULL) != CPB_OK ||
+            db_col_text(st, 2, &sid) != CPB_OK || db_col_text(st, 3, &ev) != CPB_OK ||
+            db_col_text(st, 4, &pl) != CPB_OK || db_col_int(st, 5, &row->attempts, NULL) != CPB_OK) {
+            break;
+        }
+        row->stage_id = strdup(sid != NULL ? sid : "");
+        row->event = strdup(ev != NULL ? ev : "");
+        row->payload = strdup(pl != NULL ? pl : "");
+        n++;
+    }
+    db_finalize(st);
+    for (size_t i = 0; i < n; i++) {
+        struct outbox_row *row = &rows[i];
+        struct stage_inst *s = row->stage_id != NULL ? notifier_by_id(r, row->stage_id) : NULL;
+        json_t *ev = row->payload != NULL ? json_loads(row->payload, 0, NULL) : NULL;
+        bool drop = false;
+        if (s == NULL || ev == NULL || row->event == NULL) {
+            log_msg(CPB_LOG_ERROR, row->stage_id, 0,
+                    "dropping a queued %s alert: its notifier is no longer in the pipeline",
+                    row->event != NULL ? row->event : "?");
+            drop = true;
+        } else if (notify_one(s, row->event, ev) == CPB_OK) {
+            log_msg(CPB_LOG_INFO, s->cs->id, 0, "delivered a queued %s alert", row->event);
+            drop = true;
+        } else if (row->attempts + 1 >= OUTBOX_MAX_ATTEMPTS) {
+            r->res->notify_failed++;
+            r->attention = true;
+            log_msg(CPB_LOG_ERROR, s->cs->id, 0,
+                    "dropping a queued %s alert after %d attempts: %s: %s", row->event,
+                    OUTBOX_MAX_ATTEMPTS, host_reason_code(s->ctx), host_reason_message(s->ctx));
+            drop = true;
+        } else {
+            r->res->notify_failed++;
+            r->attention = true;
+            struct sql_arg u[] = {sql_text(host_reason_message(s->ctx)), sql_int(row->id)};
+            (void)sql_exec(r->db,
+                           "UPDATE USER_ALERT_OUTBOX SET ATTEMPTS = ATTEMPTS + 1, LAST_ERROR = ?"
+                           " WHERE OUTBOX_ID = ?",
+                           u, SQL_NARGS(u), NULL);
+        }
+        if (drop) {
+            (void)sql_exec(r->db, "DELETE FROM USER_ALERT_OUTBOX WHERE OUTBOX_ID = ?",
+                           (struct sql_arg[]){sql_int(row->id)}, 1, NULL);
+        }
+        json_decref(ev);
+        free(row->stage_id);
+        free(row->event);
+        free(row->payload);
+    }
+}
+
 static void deliver_events(struct runner *r)
 {
     const char *name;
@@ -213,20 +334,23 @@ static void deliver_events(struct runner *r)
     struct alert_store as = {r->db, r->alert_file, r->p->cfg->name,
                              r->p->cfg->alerts.throttle_ms};
     json_t *keys = alerts_filter(&as, r->events, now);
+    if (r->db != NULL) {
+        deliver_outbox(r);
+    }
     json_object_foreach(r->events, name, ev)
     {
-        bool delivered = false;
+        /* Delivered, or queued for a later run: either way not raised again
+         * within the throttle window. */
+        bool handled = false;
         finish_event(r, name, ev);
         for (size_t i = 0; i < r->p->n; i++) {
             struct stage_inst *s = &r->p->st[i];
             if (s->ls.desc->kind != CPB_NOTIFY || !pipeline_subscribed(s, name)) {
                 continue;
             }
-            struct cpb_record rec = {.size = sizeof rec, .event = name, .payload = ev};
-            host_reason_clear(s->ctx);
-            enum cpb_status st = s->ls.desc->process(s->state, &rec);
+            enum cpb_status st = notify_one(s, name, ev);
             if (st == CPB_OK || st == CPB_SKIP) {
-                delivered = true;
+                handled = true;
                 continue;
             }
             r->res->notify_failed++;
@@ -234,8 +358,11 @@ static void deliver_events(struct runner *r)
             log_msg(CPB_LOG_WARN, s->cs->id, 0, "could not deliver %s: %s%s%s", name,
                     host_reason_code(s->ctx), host_reason_code(s->ctx)[0] != '\0' ? ": " : "",
                     host_reason_message(s->ctx));
+            if (strcmp(name, "run.summary") != 0 && outbox_add(r, s, name, ev)) {
+                handled = true;
+            }
         }
-        if (delivered && keys != NULL) {
+        if (handled && keys != NULL) {
             alerts_record(&as, json_object_get(keys, name), now);
         }
     }

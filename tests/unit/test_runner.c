@@ -593,6 +593,44 @@ static void test_failed_delivery_is_retried(void)
     db_close(db);
 }
 
+/* An order alert a notifier failed to deliver is queued and delivered to
+ * that notifier by a later run: order events are raised only once. */
+static void test_failed_order_alert_queued(void)
+{
+    struct db *db = open_db();
+    struct run_result res;
+    stage(db, "61");
+    CU_ASSERT_EQUAL(
+        run_pipeline(pipeline("fail = [\"61\"];", NULL, "fail = [\"order.invalid\"];"), false,
+                     &res),
+        CPB_EXIT_ATTENTION);
+    CU_ASSERT_EQUAL(res.notify_failed, 1);
+    CU_ASSERT_EQUAL(col_int(db, "SELECT COUNT(*) FROM USER_ALERT_OUTBOX WHERE EVENT = ?",
+                            "order.invalid"),
+                    1);
+    /* Still failing: kept, attempts counted. */
+    CU_ASSERT_EQUAL(
+        run_pipeline(pipeline("", NULL, "fail = [\"order.invalid\"];"), false, &res),
+        CPB_EXIT_ATTENTION);
+    CU_ASSERT_EQUAL(col_int(db, "SELECT ATTEMPTS FROM USER_ALERT_OUTBOX WHERE EVENT = ?",
+                            "order.invalid"),
+                    2);
+    /* The notifier works again: the queued alert arrives, once. */
+    CU_ASSERT_EQUAL(run_pipeline(pipeline("", NULL, ""), false, &res), CPB_EXIT_OK);
+    CU_ASSERT_EQUAL(res.notify_failed, 0);
+    CU_ASSERT_EQUAL(calls("test-notify order.invalid"), 3);
+    CU_ASSERT_EQUAL(col_int(db, "SELECT COUNT(*) FROM USER_ALERT_OUTBOX WHERE EVENT = ?",
+                            "order.invalid"),
+                    0);
+    char *log = cpbtest_slurp(logfile, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(log);
+    CU_ASSERT_PTR_NOT_NULL(strstr(log, "\"external_id\":\"61\""));
+    free(log);
+    CU_ASSERT_EQUAL(run_pipeline(pipeline("", NULL, ""), false, &res), CPB_EXIT_OK);
+    CU_ASSERT_EQUAL(calls("test-notify order.invalid"), 3);
+    db_close(db);
+}
+
 static void test_orders_stale(void)
 {
     struct db *db = open_db();
@@ -745,6 +783,11 @@ static void t18(void)
     run_fresh(test_source_orders_applied_same_run);
 }
 
+static void t19(void)
+{
+    run_fresh(test_failed_order_alert_queued);
+}
+
 static const struct cpbtest_case cases[] = {
     CASE("applied, after-commit once, nothing twice", t1),
     CASE("FAIL holds the order INVALID with its reason", t2),
@@ -764,6 +807,7 @@ static const struct cpbtest_case cases[] = {
     CASE("scheduler.missed", t16),
     CASE("db.unreachable throttled without the database", t17),
     CASE("orders a source stages are applied in the same run", t18),
+    CASE("a failed order alert is queued and delivered later", t19),
     {NULL, NULL},
 };
 static const struct cpbtest_suite suite = {"runner", setup, NULL, cases};

@@ -1,0 +1,16 @@
+-- 002_alert_outbox.sql (SQLite) - migration 2: alerts a notifier could not
+-- deliver, kept until a later run delivers them (at least once per notifier).
+-- Kept in lockstep with ../postgresql/002_alert_outbox.sql and
+-- ../mssql/002_alert_outbox.sql. Applied by the engine in one
+-- transaction, statement by statement, like 001_engine.sql.
+CREATE TABLE USER_ALERT_OUTBOX (
+    OUTBOX_ID INTEGER CONSTRAINT PK_USER_ALERT_OUTBOX PRIMARY KEY AUTOINCREMENT,
+    PIPELINE VARCHAR(64) NOT NULL,
+    STAGE_ID VARCHAR(64) NOT NULL,
+    EVENT VARCHAR(40) NOT NULL,
+    PAYLOAD TEXT NOT NULL,
+    CREATED_DT TEXT NOT NULL,
+    ATTEMPTS INT NOT NULL DEFAULT 0,
+    LAST_ERROR VARCHAR(500)
+);
+CREATE INDEX IX_USER_ALERT_OUTBOX_PIPELINE ON USER_ALERT_OUTBOX (PIPELINE, OUTBOX_ID);
