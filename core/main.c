@@ -18,6 +18,7 @@
 #include "http.h"
 #include "loader.h"
 #include "log.h"
+#include "ops.h"
 #include "options.h"
 #include "pipeline.h"
 #include "runner.h"
@@ -33,6 +34,11 @@ static const char usage_main[] =
     "  run PIPELINE        run the pipeline once (schedule it every few minutes)\n"
     "  check PIPELINE      validate the pipeline file, its stages and options\n"
     "  db init PIPELINE    create or upgrade the database schema (--demo: demo data)\n"
+    "  health PIPELINE     business health for monitoring (exit 0/1/2/3)\n"
+    "  status PIPELINE     counts per state, recent runs, dead letters\n"
+    "  orders PIPELINE     list orders, or show one order's whole story\n"
+    "  dlq PIPELINE        list, retry or cancel orders that need a person\n"
+    "  rollback PIPELINE ID  undo an applied order in Counterpoint\n"
     "  stages              list installed stages, or describe one\n"
     "  version             print the version and ABI\n"
     "\n"
@@ -559,8 +565,11 @@ int main(int argc, char **argv)
         code = cmd_db(argc, argv);
     } else if (strcmp(verb, "stages") == 0) {
         code = cmd_stages(argc, argv);
+    } else if (ops_has(verb)) {
+        code = ops_main(verb, argc, argv);
     } else {
-        static const char *const verbs[] = {"run", "check", "db", "stages", "version"};
+        static const char *const verbs[] = {"run",    "check",  "db",  "health",   "status",
+                                            "orders", "stages", "dlq", "rollback", "version"};
         int s = text_suggest(verb, verbs, sizeof verbs / sizeof verbs[0]);
         fprintf(stderr, "cpbridge: unknown command '%s'%s%s%s\n\n%s", verb,
                 s >= 0 ? " (did you mean '" : "", s >= 0 ? verbs[s] : "", s >= 0 ? "'?)" : "",

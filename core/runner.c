@@ -24,6 +24,7 @@
 #include "buf.h"
 #include "lock.h"
 #include "log.h"
+#include "metrics.h"
 #include "order.h"
 #include "retry.h"
 #include "schema.h"
@@ -1120,6 +1121,38 @@ static char *stage_timings_json(struct runner *r)
     return s;
 }
 
+/* The Prometheus textfile (metrics.file): this run and the gauges. A
+ * failure is logged, never fatal: the orders are already safe. */
+static void write_metrics(struct runner *r, struct db *db, int64_t started, int code)
+{
+    static const char *const kinds[] = {"", "source", "step", "after-commit", "notify"};
+    struct metrics_stage *stages = calloc(r->p->n > 0 ? r->p->n : 1, sizeof *stages);
+    struct err e = {0};
+    if (stages == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < r->p->n; i++) {
+        stages[i].id = r->p->st[i].cs->id;
+        stages[i].kind = kinds[r->p->st[i].ls.desc->kind];
+        stages[i].calls = r->times[i].calls;
+        stages[i].seconds = (double)r->times[i].us / 1e6;
+    }
+    struct metrics_run m = {
+        .pipeline = r->p->cfg->name,
+        .exit_code = code,
+        .started_ms = started,
+        .duration_ms = host_now_ms() - started,
+        .counts = &r->res->counts,
+        .notify_failed = r->res->notify_failed,
+        .stages = stages,
+        .n_stages = r->p->n,
+    };
+    if (metrics_write(r->p->cfg->metrics.file, db, &m, &e) != 0) {
+        log_msg(CPB_LOG_ERROR, NULL, 0, "%s", e.msg);
+    }
+    free(stages);
+}
+
 static int connect_db(struct runner *r, struct err *err)
 {
     const struct config_database *c = &r->p->cfg->database;
@@ -1258,6 +1291,10 @@ int runner_run(struct pipeline *p, const struct run_options *o, struct run_resul
     }
 out:
     res->exit_code = code;
+    if (p->cfg->metrics.file != NULL && !o->dry_run && code != CPB_EXIT_TEMPFAIL &&
+        r.times != NULL) {
+        write_metrics(&r, r.fatal_db ? NULL : r.db, t0, code);
+    }
     p->env.emit = NULL;
     p->env.event = NULL;
     p->env.owner = NULL;

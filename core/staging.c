@@ -304,7 +304,11 @@ static enum cpb_status upsert_in_tx(struct db *db, void *arg)
         }
         goto out;
     }
-    if (strcmp(old_status, ST_CANCELLED) == 0) {
+    if (strcmp(old_status, ST_ROLLED_BACK) == 0) {
+        /* A person rolled it back: keep it so. The new version is stored so
+         * that `cpbridge dlq retry` applies what the store has now. */
+        status = ST_ROLLED_BACK;
+    } else if (strcmp(old_status, ST_CANCELLED) == 0) {
         u->outcome = UPSERT_IGNORED;
         rc = record(db, u->id, u->run_id, "changed.ignored", old_status, old_status, NULL,
                     "the store changed this cancelled order; it stays cancelled", u->now);
@@ -337,8 +341,11 @@ static enum cpb_status upsert_in_tx(struct db *db, void *arg)
     }
     u->outcome = UPSERT_UPDATED;
     rc = record(db, u->id, u->run_id, "changed", old_status, status, NULL,
-                "the store changed this order before it was applied; the new version replaces"
-                " the old one",
+                strcmp(status, ST_ROLLED_BACK) == 0
+                    ? "the store changed this rolled-back order; it stays ROLLED_BACK, and"
+                      " `cpbridge dlq retry` applies the new version"
+                    : "the store changed this order before it was applied; the new version"
+                      " replaces the old one",
                 u->now);
 out:
     db_finalize(st);

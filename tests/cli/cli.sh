@@ -66,6 +66,28 @@ expect 0 "Counterpoint demo subset" -- db init "$src/pipelines/demo.cfg" --demo
 expect 0 "Counterpoint demo subset" -- db init "$src/pipelines/demo.cfg" --demo
 expect 0 "ok" -- check "$src/pipelines/demo.cfg" --connect
 
+# The demo run and the operations commands on its database: the samples give
+# 8 applied and 4 invalid orders.
+expect 1 "applied 8, invalid 4" -- run "$src/pipelines/demo.cfg"
+expect 1 "CPBRIDGE WARNING" -- health "$src/pipelines/demo.cfg"
+expect 0 "INVALID" -- status "$src/pipelines/demo.cfg"
+expect 0 "2010" -- orders "$src/pipelines/demo.cfg" list --state INVALID
+expect 0 "item.unknown" -- orders "$src/pipelines/demo.cfg" show samples:2010
+expect 66 "" -- orders "$src/pipelines/demo.cfg" show 999999
+expect 0 "2011" -- dlq "$src/pipelines/demo.cfg" list
+expect 65 "" -- dlq "$src/pipelines/demo.cfg" retry samples:2001
+expect 0 "PS_DOC_LIN" -- rollback "$src/pipelines/demo.cfg" samples:2001 --dry-run
+expect 0 "APPLIED" -- orders "$src/pipelines/demo.cfg" show samples:2001
+expect 0 "ROLLED_BACK" -- rollback "$src/pipelines/demo.cfg" samples:2001 --why "cli test"
+expect 0 "ROLLED_BACK" -- orders "$src/pipelines/demo.cfg" show samples:2001
+expect 0 "PENDING" -- dlq "$src/pipelines/demo.cfg" retry samples:2001 --why "cli test"
+expect 0 "applied 1" -- run "$src/pipelines/demo.cfg"
+expect 0 "CANCELLED" -- dlq "$src/pipelines/demo.cfg" cancel samples:2010 --why "test order"
+expect 64 "--why" -- dlq "$src/pipelines/demo.cfg" cancel samples:2011
+for verb in health status orders dlq rollback; do
+  expect 0 "usage: cpbridge $verb" -- "$verb" --help
+done
+
 # The lock: hold it with flock(1) while a run starts.
 lock="${TMPDIR:-/tmp}/cpbridge-demo.lock"
 if command -v flock >/dev/null; then

@@ -631,6 +631,73 @@ static void test_failed_order_alert_queued(void)
     db_close(db);
 }
 
+/* A rolled-back order the store changes stays ROLLED_BACK (a person decided
+ * so); its new version is kept for `dlq retry`. */
+static void test_rolled_back_stays_on_change(void)
+{
+    struct db *db = open_db();
+    stage(db, "71");
+    CU_ASSERT_EQUAL(sql_exec(db, "UPDATE USER_ORDER_STAGING SET STATUS = 'ROLLED_BACK'", NULL, 0,
+                             NULL),
+                    CPB_OK);
+    json_t *raw = make_order("71");
+    json_object_set_new(raw, "customer_note", json_string("changed in the store"));
+    json_t *line = json_array_get(json_object_get(raw, "line_items"), 0);
+    json_object_set_new(line, "quantity", json_integer(3));
+    json_t *norm = NULL;
+    char msg[200];
+    char hash[65];
+    enum upsert_outcome outcome;
+    int64_t sid = 0;
+    CU_ASSERT_EQUAL_FATAL(order_normalize(raw, &norm, msg, sizeof msg), 0);
+    CU_ASSERT_EQUAL_FATAL(order_hash(norm, hash), 0);
+    char *payload = json_dumps(raw, JSON_COMPACT);
+    CU_ASSERT_EQUAL(staging_upsert(db, "files", norm, payload, hash, 2000, "test", &outcome, &sid),
+                    CPB_OK);
+    CU_ASSERT_EQUAL(outcome, UPSERT_UPDATED);
+    assert_status(db, "71", "ROLLED_BACK");
+    CU_ASSERT_EQUAL(col_int(db,
+                            "SELECT COUNT(*) FROM USER_ORDER_STAGING_LIN L JOIN USER_ORDER_STAGING S"
+                            " ON S.STAGING_ID = L.STAGING_ID WHERE L.QTY = 3"
+                            " AND S.EXT_ORDER_ID = ?",
+                            "71"),
+                    1);
+    free(payload);
+    json_decref(norm);
+    json_decref(raw);
+    db_close(db);
+}
+
+/* metrics.file is rewritten by every run. */
+static void test_metrics_file_written(void)
+{
+    struct db *db = open_db();
+    struct run_result res;
+    const char *path = cpbtest_path("cpbridge.prom");
+    unlink(path);
+    stage(db, "81");
+    /* A metrics block in front of a pipeline file. */
+    const char *p = pipeline("", NULL, NULL);
+    char *text = cpbtest_slurp(p, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+    char *with = NULL;
+    size_t n = strlen(text) + strlen(path) + 64;
+    with = malloc(n);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(with);
+    snprintf(with, n, "metrics = { file = \"%s\"; };\n%s", path, text);
+    CU_ASSERT_EQUAL_FATAL(cpbtest_write(p, with), 0);
+    free(with);
+    free(text);
+    CU_ASSERT_EQUAL(run_pipeline(p, false, &res), CPB_EXIT_OK);
+    char *prom = cpbtest_slurp(path, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(prom);
+    CU_ASSERT_PTR_NOT_NULL(strstr(prom, "cpbridge_run_orders{pipeline=\"runner-test\",result=\"applied\"} 1"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(prom, "cpbridge_last_run_exit_code{pipeline=\"runner-test\"} 0"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(prom, "stage=\"test-step\""));
+    free(prom);
+    db_close(db);
+}
+
 static void test_orders_stale(void)
 {
     struct db *db = open_db();
@@ -788,6 +855,15 @@ static void t19(void)
     run_fresh(test_failed_order_alert_queued);
 }
 
+static void t20(void)
+{
+    run_fresh(test_rolled_back_stays_on_change);
+}
+static void t21(void)
+{
+    run_fresh(test_metrics_file_written);
+}
+
 static const struct cpbtest_case cases[] = {
     CASE("applied, after-commit once, nothing twice", t1),
     CASE("FAIL holds the order INVALID with its reason", t2),
@@ -808,6 +884,8 @@ static const struct cpbtest_case cases[] = {
     CASE("db.unreachable throttled without the database", t17),
     CASE("orders a source stages are applied in the same run", t18),
     CASE("a failed order alert is queued and delivered later", t19),
+    CASE("a rolled-back order stays so when the store changes it", t20),
+    CASE("a run rewrites the metrics file", t21),
     {NULL, NULL},
 };
 static const struct cpbtest_suite suite = {"runner", setup, NULL, cases};
