@@ -192,11 +192,12 @@ static enum cpb_status upsert_in_tx(struct db *db, void *arg)
     struct cpb_stmt *st = NULL;
     char *old_status = NULL;
     char *old_hash = NULL;
+    char *flagged_hash = NULL; /* the changed version already flagged */
     enum cpb_status rc;
 
     currency_of(u->norm, currency);
     rc = sql_query(db,
-                   "SELECT STAGING_ID, STATUS, PAYLOAD_HASH FROM USER_ORDER_STAGING"
+                   "SELECT STAGING_ID, STATUS, PAYLOAD_HASH, CHANGED_HASH FROM USER_ORDER_STAGING"
                    " WHERE SOURCE = ? AND EXT_ORDER_ID = ?",
                    (struct sql_arg[]){sql_text(u->source), sql_text(ext_id)}, 2, &st);
     if (rc != CPB_OK) {
@@ -218,6 +219,9 @@ static enum cpb_status upsert_in_tx(struct db *db, void *arg)
         }
         old_status = strdup(s != NULL ? s : "");
         old_hash = strdup(h != NULL ? h : "");
+        if (db_col_text(st, 4, &h) == CPB_OK && h != NULL) {
+            flagged_hash = strdup(h);
+        }
         if (old_status == NULL || old_hash == NULL) {
             rc = CPB_FAIL;
             goto out;
@@ -290,11 +294,18 @@ static enum cpb_status upsert_in_tx(struct db *db, void *arg)
         goto out;
     }
     if (strcmp(old_status, ST_APPLIED) == 0) {
+        if (flagged_hash != NULL && strcmp(flagged_hash, u->hash) == 0) {
+            /* This changed version was flagged already: once is enough. */
+            u->outcome = UPSERT_UNCHANGED;
+            rc = CPB_OK;
+            goto out;
+        }
         u->outcome = UPSERT_CHANGED_AFTER;
         rc = sql_exec(db,
-                      "UPDATE USER_ORDER_STAGING SET CHANGED_AFTER_APPLY = 1, UPDATED_DT = ?"
-                      " WHERE STAGING_ID = ?",
-                      (struct sql_arg[]){sql_time(u->now), sql_int(u->id)}, 2, NULL);
+                      "UPDATE USER_ORDER_STAGING SET CHANGED_AFTER_APPLY = 1, CHANGED_HASH = ?,"
+                      " UPDATED_DT = ? WHERE STAGING_ID = ?",
+                      (struct sql_arg[]){sql_text(u->hash), sql_time(u->now), sql_int(u->id)}, 3,
+                      NULL);
         if (rc == CPB_OK) {
             rc = record(db, u->id, u->run_id, "changed.after_apply", old_status, old_status,
                         "order.changed",
@@ -352,6 +363,7 @@ out:
     free(problem);
     free(old_status);
     free(old_hash);
+    free(flagged_hash);
     return rc;
 }
 

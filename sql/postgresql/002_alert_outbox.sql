@@ -14,3 +14,6 @@ CREATE TABLE USER_ALERT_OUTBOX (
     LAST_ERROR VARCHAR(500)
 );
 CREATE INDEX IX_USER_ALERT_OUTBOX_PIPELINE ON USER_ALERT_OUTBOX (PIPELINE, OUTBOX_ID);
+-- The hash of the last version of an applied order that the store changed
+-- and that was flagged for a person: the same change is flagged once.
+ALTER TABLE USER_ORDER_STAGING ADD COLUMN CHANGED_HASH VARCHAR(64);

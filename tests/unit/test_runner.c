@@ -668,6 +668,53 @@ static void test_rolled_back_stays_on_change(void)
     db_close(db);
 }
 
+/* Upsert one version of order `id` with line quantity `qty`. */
+static enum upsert_outcome upsert_qty(struct db *db, const char *id, int qty)
+{
+    json_t *raw = make_order(id);
+    json_t *norm = NULL;
+    char msg[200];
+    char hash[65];
+    enum upsert_outcome outcome = UPSERT_IGNORED;
+    int64_t sid = 0;
+    json_object_set_new(json_array_get(json_object_get(raw, "line_items"), 0), "quantity",
+                        json_integer(qty));
+    CU_ASSERT_EQUAL_FATAL(order_normalize(raw, &norm, msg, sizeof msg), 0);
+    CU_ASSERT_EQUAL_FATAL(order_hash(norm, hash), 0);
+    char *payload = json_dumps(raw, JSON_COMPACT);
+    CU_ASSERT_EQUAL(staging_upsert(db, "files", norm, payload, hash, 3000, "test", &outcome, &sid),
+                    CPB_OK);
+    free(payload);
+    json_decref(norm);
+    json_decref(raw);
+    return outcome;
+}
+
+/* An applied order the store changes is flagged once per changed version,
+ * not at every re-read. */
+static void test_changed_after_apply_flagged_once(void)
+{
+    struct db *db = open_db();
+    struct run_result res;
+    stage(db, "91");
+    CU_ASSERT_EQUAL(run_pipeline(pipeline("", NULL, NULL), false, &res), CPB_EXIT_OK);
+    CU_ASSERT_EQUAL(upsert_qty(db, "91", 5), UPSERT_CHANGED_AFTER);
+    CU_ASSERT_EQUAL(upsert_qty(db, "91", 5), UPSERT_UNCHANGED);
+    CU_ASSERT_EQUAL(upsert_qty(db, "91", 5), UPSERT_UNCHANGED);
+    CU_ASSERT_EQUAL(upsert_qty(db, "91", 6), UPSERT_CHANGED_AFTER);
+    assert_status(db, "91", "APPLIED");
+    CU_ASSERT_EQUAL(col_int(db,
+                            "SELECT COUNT(*) FROM USER_ORDER_EVENT WHERE KIND = ?",
+                            "changed.after_apply"),
+                    2);
+    CU_ASSERT_EQUAL(col_int(db,
+                            "SELECT CHANGED_AFTER_APPLY FROM USER_ORDER_STAGING"
+                            " WHERE EXT_ORDER_ID = ?",
+                            "91"),
+                    1);
+    db_close(db);
+}
+
 /* metrics.file is rewritten by every run. */
 static void test_metrics_file_written(void)
 {
@@ -864,6 +911,11 @@ static void t21(void)
     run_fresh(test_metrics_file_written);
 }
 
+static void t22(void)
+{
+    run_fresh(test_changed_after_apply_flagged_once);
+}
+
 static const struct cpbtest_case cases[] = {
     CASE("applied, after-commit once, nothing twice", t1),
     CASE("FAIL holds the order INVALID with its reason", t2),
@@ -886,6 +938,7 @@ static const struct cpbtest_case cases[] = {
     CASE("a failed order alert is queued and delivered later", t19),
     CASE("a rolled-back order stays so when the store changes it", t20),
     CASE("a run rewrites the metrics file", t21),
+    CASE("a change after apply is flagged once per version", t22),
     {NULL, NULL},
 };
 static const struct cpbtest_suite suite = {"runner", setup, NULL, cases};

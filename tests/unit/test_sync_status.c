@@ -1,0 +1,614 @@
+/*
+ * test_sync_status.c — the sync-status stage against the WooCommerce
+ * stand-in (tests/servers/woo_standin.py, real HTTP on 127.0.0.1, OAuth
+ * signatures verified): status and note written exactly once (checked in
+ * the store through GET /_orders/{id}), the PUT's JSON content type and
+ * body, a 503 retried, a crash between the PUT and the note resumed without
+ * a second PUT or note, dry runs that send nothing, statuses refused at
+ * init, store errors (unknown order, bad status, wrong secret, a status the
+ * order must not leave), Basic auth over https-mode, and the after-commit
+ * retry through the real runner (source-woo, a fixture step, sync-status).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "cpbserver.h"
+#include "cpbtest.h"
+#include "db.h"
+#include "host.h"
+#include "http.h"
+#include "log.h"
+#include "pipeline.h"
+#include "runner.h"
+#include "schema.h"
+#include "sql.h"
+#include "staging.h"
+
+#define NOTE_5101 "Imported into Counterpoint as ticket W-000042 (document 4242) by cpbridge."
+
+static struct cpbserver srv;   /* OAuth over plain http */
+static struct cpbserver https; /* --https-mode: Basic auth accepted */
+static struct http_client *cli;
+static unsigned case_no;
+
+/* ---- the stand-in ------------------------------------------------------------ */
+
+static json_t *ctl(struct cpbserver *s, const char *method, const char *path, const char *body)
+{
+    char *url = cpbserver_url(s, path);
+    const char *const hdrs[] = {"Content-Type: application/json", NULL};
+    struct cpb_http_request r;
+    struct cpb_http_response resp;
+    json_error_t jerr;
+    json_t *doc = NULL;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(url);
+    memset(&r, 0, sizeof r);
+    r.size = sizeof r;
+    r.method = method;
+    r.url = url;
+    r.headers = hdrs;
+    r.body = body;
+    r.body_len = body != NULL ? strlen(body) : 0;
+    r.timeout_ms = 10000;
+    enum cpb_status st = http_perform(cli, &r, &resp);
+    CU_ASSERT_EQUAL(st, CPB_OK);
+    if (st == CPB_OK) {
+        doc = json_loadb(resp.body, resp.body_len, 0, &jerr);
+    }
+    http_response_free(&resp);
+    free(url);
+    return doc;
+}
+
+static void ctl_do(struct cpbserver *s, const char *method, const char *path, const char *body)
+{
+    json_t *doc = ctl(s, method, path, body);
+    CU_ASSERT_PTR_NOT_NULL(doc);
+    json_decref(doc);
+}
+
+static void reset(struct cpbserver *s)
+{
+    char *orders = cpbtest_slurp(cpbtest_src("tests/fixtures/woo/orders-basic.json"), NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(orders);
+    ctl_do(s, "DELETE", "/_orders", NULL);
+    ctl_do(s, "DELETE", "/_fault", NULL);
+    ctl_do(s, "DELETE", "/_hook", NULL);
+    ctl_do(s, "POST", "/_orders", orders);
+    ctl_do(s, "DELETE", "/_requests", NULL);
+    free(orders);
+}
+
+static void fault(struct cpbserver *s, const char *spec)
+{
+    ctl_do(s, "POST", "/_fault", spec);
+}
+
+/* The API requests recorded with this method whose path matches `path`
+ * exactly (a new array). */
+static json_t *requests(struct cpbserver *s, const char *method, const char *path)
+{
+    json_t *all = ctl(s, "GET", "/_requests", NULL);
+    json_t *out = json_array();
+    size_t i;
+    json_t *r;
+    json_array_foreach(all, i, r)
+    {
+        const char *p = json_string_value(json_object_get(r, "path"));
+        const char *m = json_string_value(json_object_get(r, "method"));
+        if (p != NULL && m != NULL && strcmp(m, method) == 0 &&
+            (path == NULL ? strncmp(p, "/wp-json/", 9) == 0 : strcmp(p, path) == 0)) {
+            json_array_append(out, r);
+        }
+    }
+    json_decref(all);
+    return out;
+}
+
+static size_t count_requests(struct cpbserver *s, const char *method, const char *path)
+{
+    json_t *a = requests(s, method, path);
+    size_t n = json_array_size(a);
+    json_decref(a);
+    return n;
+}
+
+/* The stored order's status (into out). */
+static void store_status(struct cpbserver *s, int id, char *out, size_t n)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/_orders/%d", id);
+    json_t *o = ctl(s, "GET", path, NULL);
+    const char *st = json_string_value(json_object_get(o, "status"));
+    snprintf(out, n, "%s", st != NULL ? st : "(none)");
+    json_decref(o);
+}
+
+/* How many of the stored order's notes hold `text`; *customer receives
+ * whether any of them is a customer note. */
+static size_t notes_with(struct cpbserver *s, int id, const char *text, bool *customer)
+{
+    char path[64];
+    size_t count = 0;
+    size_t i;
+    json_t *note;
+    snprintf(path, sizeof path, "/_orders/%d", id);
+    json_t *o = ctl(s, "GET", path, NULL);
+    if (customer != NULL) {
+        *customer = false;
+    }
+    json_array_foreach(json_object_get(o, "notes"), i, note)
+    {
+        const char *t = json_string_value(json_object_get(note, "note"));
+        if (t != NULL && strstr(t, text) != NULL) {
+            count++;
+            if (customer != NULL && json_is_true(json_object_get(note, "customer_note"))) {
+                *customer = true;
+            }
+        }
+    }
+    json_decref(o);
+    return count;
+}
+
+/* ---- the stage, loaded as the engine loads it ------------------------------------- */
+
+struct stage {
+    struct pipeline *p;
+    char code[64];
+    char msg[1200];
+};
+
+/* Open a pipeline with one sync-status stage for server s (`opts`: extra
+ * option lines). Returns 0, or -1 with the error in st->msg. */
+static int stage_open(struct stage *st, struct cpbserver *s, const char *opts)
+{
+    char name[64];
+    char text[4096];
+    struct err e = {0};
+    memset(st, 0, sizeof *st);
+    snprintf(name, sizeof name, "sync%u.cfg", ++case_no);
+    snprintf(text, sizeof text,
+             "name = \"sync-test\";\n"
+             "database = { dialect = \"sqlite\"; connection = \"%s\"; };\n"
+             "stages = (\n"
+             "  { stage = \"sync-status\"; id = \"sync\"; options = {\n"
+             "      url = \"http://127.0.0.1:%d\"; consumer_key = \"ck_test\";\n"
+             "      consumer_secret = \"cs_test\"; %s %s }; }\n"
+             ");\n",
+             cpbtest_sqlite_conn(), s->port,
+             opts != NULL && strstr(opts, "max_tries") != NULL ? "" : "max_tries = 1;",
+             opts != NULL ? opts : "");
+    const char *path = cpbtest_path(name);
+    CU_ASSERT_EQUAL_FATAL(cpbtest_write(path, text), 0);
+    if (pipeline_open(path, &st->p, &e) != 0 || pipeline_init(st->p, &e) != 0) {
+        snprintf(st->msg, sizeof st->msg, "%s", e.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static void stage_close(struct stage *st)
+{
+    pipeline_close(st->p);
+    st->p = NULL;
+}
+
+/* Call the stage for an applied order as the runner would after commit. */
+static enum cpb_status sync_order(struct stage *st, const char *source, const char *ext,
+                                  const char *tkt, int64_t doc)
+{
+    struct stage_inst *si = &st->p->st[0];
+    json_t *result = json_object();
+    if (tkt != NULL) {
+        json_object_set_new(result, "cp_tkt_no", json_string(tkt));
+    }
+    if (doc > 0) {
+        json_object_set_new(result, "cp_doc_id", json_integer(doc));
+    }
+    json_t *payload = json_pack("{s:s}", "id", ext);
+    struct cpb_record rec = {.size = sizeof rec,
+                             .id = 1,
+                             .source = source,
+                             .external_id = ext,
+                             .attempt = 1,
+                             .payload = payload,
+                             .result = result};
+    host_reason_clear(si->ctx);
+    enum cpb_status rc = si->ls.desc->process(si->state, &rec);
+    snprintf(st->code, sizeof st->code, "%s", host_reason_code(si->ctx));
+    snprintf(st->msg, sizeof st->msg, "%s", host_reason_message(si->ctx));
+    if (rc != CPB_OK && rc != CPB_SKIP) {
+        fprintf(stderr, "sync-status: %d %s: %s\n", rc, st->code, st->msg);
+    }
+    json_decref(result);
+    json_decref(payload);
+    return rc;
+}
+
+/* ---- suite setup ------------------------------------------------------------------ */
+
+static int setup(void)
+{
+    struct err err = {0};
+    if (http_global_init(&err) != 0) {
+        return -1;
+    }
+    cli = http_client_new("test");
+    const char *const plain[] = {"--key", "ck_test", "--secret", "cs_test", NULL};
+    const char *const tls[] = {"--key", "ck_test", "--secret", "cs_test", "--https-mode", NULL};
+    if (cli == NULL ||
+        cpbserver_start(&srv, cpbtest_src("tests/servers/woo_standin.py"), plain) != 0 ||
+        cpbserver_start(&https, cpbtest_src("tests/servers/woo_standin.py"), tls) != 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown(void)
+{
+    cpbserver_stop(&srv);
+    cpbserver_stop(&https);
+    http_client_free(cli);
+    http_global_cleanup();
+    log_reset();
+    return 0;
+}
+
+/* ---- tests ------------------------------------------------------------------------- */
+
+static void test_status_and_note_once(void)
+{
+    struct stage st;
+    char status[64];
+    bool customer = true;
+    reset(&srv);
+    CU_ASSERT_EQUAL_FATAL(stage_open(&st, &srv, NULL), 0);
+    CU_ASSERT_EQUAL(sync_order(&st, "woo", "5101", "W-000042", 4242), CPB_OK);
+    store_status(&srv, 5101, status, sizeof status);
+    CU_ASSERT_STRING_EQUAL(status, "completed");
+    CU_ASSERT_EQUAL(notes_with(&srv, 5101, NOTE_5101, &customer), 1);
+    CU_ASSERT_FALSE(customer); /* a customer note would email the customer */
+    CU_ASSERT_EQUAL(
+        notes_with(&srv, 5101, "Order status changed from Processing to Completed.", NULL), 1);
+
+    /* The PUT: JSON content type, only the status, no "id". */
+    json_t *puts = requests(&srv, "PUT", "/wp-json/wc/v3/orders/5101");
+    CU_ASSERT_EQUAL_FATAL(json_array_size(puts), 1);
+    json_t *put = json_array_get(puts, 0);
+    const char *ctype =
+        json_string_value(json_object_get(json_object_get(put, "headers"), "Content-Type"));
+    CU_ASSERT(ctype != NULL && strncmp(ctype, "application/json", 16) == 0);
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(put, "body")),
+                           "{\"status\":\"completed\"}");
+    CU_ASSERT_PTR_NOT_NULL(json_object_get(json_object_get(put, "params"), "oauth_signature"));
+    json_decref(puts);
+    json_t *posts = requests(&srv, "POST", "/wp-json/wc/v3/orders/5101/notes");
+    CU_ASSERT_EQUAL_FATAL(json_array_size(posts), 1);
+    json_error_t jerr;
+    json_t *body =
+        json_loads(json_string_value(json_object_get(json_array_get(posts, 0), "body")), 0, &jerr);
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(body, "note")), NOTE_5101);
+    CU_ASSERT(json_is_false(json_object_get(body, "customer_note")));
+    json_decref(body);
+    json_decref(posts);
+
+    /* Called again (the engine lost the record of it): nothing new. */
+    ctl_do(&srv, "DELETE", "/_requests", NULL);
+    CU_ASSERT_EQUAL(sync_order(&st, "woo", "5101", "W-000042", 4242), CPB_OK);
+    CU_ASSERT_EQUAL(count_requests(&srv, "PUT", NULL), 0);
+    CU_ASSERT_EQUAL(count_requests(&srv, "POST", NULL), 0);
+    CU_ASSERT_EQUAL(count_requests(&srv, "GET", NULL), 2); /* the order, its notes */
+    CU_ASSERT_EQUAL(notes_with(&srv, 5101, NOTE_5101, NULL), 1);
+    stage_close(&st);
+}
+
+static void test_put_retried_on_503(void)
+{
+    struct stage st;
+    char status[64];
+    reset(&srv);
+    CU_ASSERT_EQUAL_FATAL(stage_open(&st, &srv, "max_tries = 3;"), 0);
+    fault(&srv, "{\"path_regex\": \"/orders/5102$\", \"method\": \"PUT\", \"kind\": \"status\","
+                " \"status\": 503, \"retry_after\": \"0\"}");
+    CU_ASSERT_EQUAL(sync_order(&st, "woo", "5102", "W-000043", 4243), CPB_OK);
+    json_t *puts = requests(&srv, "PUT", "/wp-json/wc/v3/orders/5102");
+    CU_ASSERT_EQUAL(json_array_size(puts), 2);
+    CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_array_get(puts, 0), "status")), 503);
+    CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_array_get(puts, 1), "status")), 200);
+    json_decref(puts);
+    store_status(&srv, 5102, status, sizeof status);
+    CU_ASSERT_STRING_EQUAL(status, "completed");
+    CU_ASSERT_EQUAL(notes_with(&srv, 5102, "ticket W-000043", NULL), 1);
+    stage_close(&st);
+}
+
+/* The status is written, then the note fails (as if the process died
+ * between the two calls); the retry must not PUT again nor add two notes. */
+static void test_crash_between_put_and_note(void)
+{
+    struct stage st;
+    char status[64];
+    reset(&srv);
+    CU_ASSERT_EQUAL_FATAL(stage_open(&st, &srv, NULL), 0);
+    fault(&srv, "{\"path_regex\": \"/orders/5101/notes$\", \"method\": \"POST\", \"kind\":"
+                " \"status\", \"status\": 503}");
+    CU_ASSERT_EQUAL(sync_order(&st, "woo", "5101", "W-000042", 4242), CPB_RETRY);
+    CU_ASSERT_STRING_EQUAL(st.code, "sync.unavailable");
+    CU_ASSERT_PTR_NOT_NULL(strstr(st.msg, "503"));
+    store_status(&srv, 5101, status, sizeof status);
+    CU_ASSERT_STRING_EQUAL(status, "completed");
+    CU_ASSERT_EQUAL(notes_with(&srv, 5101, NOTE_5101, NULL), 0);
+
+    CU_ASSERT_EQUAL(sync_order(&st, "woo", "5101", "W-000042", 4242), CPB_OK);
+    CU_ASSERT_EQUAL(count_requests(&srv, "PUT", "/wp-json/wc/v3/orders/5101"), 1);
+    CU_ASSERT_EQUAL(count_requests(&srv, "POST", "/wp-json/wc/v3/orders/5101/notes"), 2);
+    CU_ASSERT_EQUAL(notes_with(&srv, 5101, NOTE_5101, NULL), 1);
+    stage_close(&st);
+}
+
+static void test_dry_run(void)
+{
+    struct stage st;
+    char status[64];
+    reset(&srv);
+    CU_ASSERT_EQUAL_FATAL(stage_open(&st, &srv, "dry_run = true;"), 0);
+    CU_ASSERT_EQUAL(sync_order(&st, "woo", "5101", "W-000042", 4242), CPB_OK);
+    CU_ASSERT_EQUAL(count_requests(&srv, "GET", NULL) + count_requests(&srv, "PUT", NULL) +
+                        count_requests(&srv, "POST", NULL),
+                    0);
+    store_status(&srv, 5101, status, sizeof status);
+    CU_ASSERT_STRING_EQUAL(status, "processing");
+    stage_close(&st);
+}
+
+static void test_status_checked_at_init(void)
+{
+    struct stage st;
+    CU_ASSERT_NOT_EQUAL(stage_open(&st, &srv, "status = \"bogus\";"), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(st.msg, "bogus"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(st.msg, "extra_statuses"));
+    stage_close(&st);
+    CU_ASSERT_NOT_EQUAL(stage_open(&st, &srv, "status = \"Completed\";"), 0);
+    stage_close(&st);
+    CU_ASSERT_NOT_EQUAL(stage_open(&st, &srv, "extra_statuses = [\"has space\"];"), 0);
+    stage_close(&st);
+
+    /* A custom status is accepted when listed; this store does not have
+     * it, so its 400 comes back as a FAIL with the store's message. */
+    reset(&srv);
+    CU_ASSERT_EQUAL_FATAL(
+        stage_open(&st, &srv, "status = \"shipped\"; extra_statuses = [\"shipped\"];"), 0);
+    CU_ASSERT_EQUAL(sync_order(&st, "woo", "5101", "W-000042", 4242), CPB_FAIL);
+    CU_ASSERT_STRING_EQUAL(st.code, "sync.rejected");
+    CU_ASSERT_PTR_NOT_NULL(strstr(st.msg, "HTTP 400"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(st.msg, "rest_invalid_param"));
+    stage_close(&st);
+}
+
+static void test_store_errors(void)
+{
+    struct stage st;
+    char status[64];
+    reset(&srv);
+    CU_ASSERT_EQUAL_FATAL(stage_open(&st, &srv, NULL), 0);
+    /* an order the store does not have */
+    CU_ASSERT_EQUAL(sync_order(&st, "woo", "999999", "W-1", 1), CPB_FAIL);
+    CU_ASSERT_STRING_EQUAL(st.code, "sync.not_found");
+    CU_ASSERT_PTR_NOT_NULL(strstr(st.msg, "does not exist"));
+    /* a cancelled order is not completed behind a person's back */
+    CU_ASSERT_EQUAL(sync_order(&st, "woo", "5112", "W-2", 2), CPB_FAIL);
+    CU_ASSERT_STRING_EQUAL(st.code, "sync.status_conflict");
+    CU_ASSERT_PTR_NOT_NULL(strstr(st.msg, "cancelled"));
+    store_status(&srv, 5112, status, sizeof status);
+    CU_ASSERT_STRING_EQUAL(status, "cancelled");
+    /* an order already completed keeps its status and gets the note */
+    CU_ASSERT_EQUAL(sync_order(&st, "woo", "5103", "W-3", 3), CPB_OK);
+    CU_ASSERT_EQUAL(count_requests(&srv, "PUT", "/wp-json/wc/v3/orders/5103"), 0);
+    CU_ASSERT_EQUAL(notes_with(&srv, 5103, "ticket W-3 ", NULL), 1);
+    /* 5xx after the tries: RETRY */
+    fault(&srv, "{\"path_regex\": \"/orders/5104$\", \"kind\": \"status\", \"status\": 502}");
+    CU_ASSERT_EQUAL(sync_order(&st, "woo", "5104", "W-4", 4), CPB_RETRY);
+    CU_ASSERT_STRING_EQUAL(st.code, "sync.unavailable");
+    /* not a WooCommerce id */
+    CU_ASSERT_EQUAL(sync_order(&st, "woo", "abc", "W-5", 5), CPB_FAIL);
+    CU_ASSERT_STRING_EQUAL(st.code, "sync.bad_id");
+    stage_close(&st);
+
+    /* a wrong secret */
+    CU_ASSERT_EQUAL(cpbtest_write(cpbtest_path("wrong.secret"), "cs_wrong\n"), 0);
+    CU_ASSERT_EQUAL(chmod(cpbtest_path("wrong.secret"), 0600), 0);
+    char opts[1200];
+    snprintf(opts, sizeof opts, "auth = \"oauth\"; oauth_signature_method = \"HMAC-SHA1\";");
+    CU_ASSERT_EQUAL_FATAL(stage_open(&st, &srv, opts), 0);
+    stage_close(&st);
+    char text[2048];
+    struct err e = {0};
+    snprintf(text, sizeof text,
+             "name = \"sync-test\";\n"
+             "database = { dialect = \"sqlite\"; connection = \"%s\"; };\n"
+             "stages = ( { stage = \"sync-status\"; id = \"sync\"; options = {\n"
+             "  url = \"http://127.0.0.1:%d\"; consumer_key = \"ck_test\";\n"
+             "  consumer_secret = \"file:%s\"; max_tries = 1; }; } );\n",
+             cpbtest_sqlite_conn(), srv.port, cpbtest_path("wrong.secret"));
+    CU_ASSERT_EQUAL_FATAL(cpbtest_write(cpbtest_path("wrong.cfg"), text), 0);
+    memset(&st, 0, sizeof st);
+    CU_ASSERT_EQUAL_FATAL(pipeline_open(cpbtest_path("wrong.cfg"), &st.p, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(pipeline_init(st.p, &e), 0);
+    CU_ASSERT_EQUAL(sync_order(&st, "woo", "5105", "W-6", 6), CPB_FAIL);
+    CU_ASSERT_STRING_EQUAL(st.code, "sync.auth");
+    CU_ASSERT_PTR_NOT_NULL(strstr(st.msg, "Invalid signature"));
+    stage_close(&st);
+}
+
+/* A key without Write permission: reading works, the PUT is refused. */
+static void test_key_without_write(void)
+{
+    struct stage st;
+    struct cpbserver ro;
+    char status[64];
+    const char *const args[] = {"--key",         "ck_test", "--secret", "cs_test",
+                                "--permissions", "read",    NULL};
+    memset(&ro, 0, sizeof ro);
+    CU_ASSERT_EQUAL_FATAL(cpbserver_start(&ro, cpbtest_src("tests/servers/woo_standin.py"), args),
+                          0);
+    reset(&ro);
+    CU_ASSERT_EQUAL_FATAL(stage_open(&st, &ro, NULL), 0);
+    CU_ASSERT_EQUAL(sync_order(&st, "woo", "5101", "W-000042", 4242), CPB_FAIL);
+    CU_ASSERT_STRING_EQUAL(st.code, "sync.auth");
+    CU_ASSERT_PTR_NOT_NULL(strstr(st.msg, "setting order 5101"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(st.msg, "lacks Write permission"));
+    store_status(&ro, 5101, status, sizeof status);
+    CU_ASSERT_STRING_EQUAL(status, "processing");
+    stage_close(&st);
+    cpbserver_stop(&ro);
+}
+
+static void test_options(void)
+{
+    struct stage st;
+    reset(&srv);
+    /* note = false: status only */
+    CU_ASSERT_EQUAL_FATAL(stage_open(&st, &srv, "note = false;"), 0);
+    CU_ASSERT_EQUAL(sync_order(&st, "woo", "5101", "W-000042", 4242), CPB_OK);
+    CU_ASSERT_EQUAL(count_requests(&srv, "PUT", "/wp-json/wc/v3/orders/5101"), 1);
+    CU_ASSERT_EQUAL(count_requests(&srv, "GET", "/wp-json/wc/v3/orders/5101/notes"), 0);
+    CU_ASSERT_EQUAL(notes_with(&srv, 5101, "Counterpoint", NULL), 0);
+    stage_close(&st);
+    /* source: another store's orders are skipped, untouched */
+    ctl_do(&srv, "DELETE", "/_requests", NULL);
+    CU_ASSERT_EQUAL_FATAL(stage_open(&st, &srv, "source = \"shop-eu\";"), 0);
+    CU_ASSERT_EQUAL(sync_order(&st, "woo", "5102", "W-000043", 4243), CPB_SKIP);
+    CU_ASSERT_EQUAL(count_requests(&srv, "GET", NULL), 0);
+    CU_ASSERT_EQUAL(sync_order(&st, "shop-eu", "5102", "W-000043", 4243), CPB_OK);
+    CU_ASSERT_EQUAL(count_requests(&srv, "PUT", "/wp-json/wc/v3/orders/5102"), 1);
+    stage_close(&st);
+}
+
+static void test_basic_over_https(void)
+{
+    struct stage st;
+    char status[64];
+    reset(&https);
+    CU_ASSERT_EQUAL_FATAL(stage_open(&st, &https, "auth = \"basic\";"), 0);
+    CU_ASSERT_EQUAL(sync_order(&st, "woo", "5101", "W-000042", 4242), CPB_OK);
+    store_status(&https, 5101, status, sizeof status);
+    CU_ASSERT_STRING_EQUAL(status, "completed");
+    CU_ASSERT_EQUAL(notes_with(&https, 5101, NOTE_5101, NULL), 1);
+    json_t *puts = requests(&https, "PUT", "/wp-json/wc/v3/orders/5101");
+    const char *a = json_string_value(
+        json_object_get(json_object_get(json_array_get(puts, 0), "headers"), "Authorization"));
+    CU_ASSERT(a != NULL && strncmp(a, "Basic ", 6) == 0);
+    json_decref(puts);
+    stage_close(&st);
+}
+
+/* ---- through the runner: the after-commit step resumes --------------------------- */
+
+static int run_pipeline(const char *path, struct run_result *res)
+{
+    struct pipeline *p = NULL;
+    struct err e = {0};
+    struct run_options o = {.pipeline_path = path};
+    if (pipeline_open(path, &p, &e) != 0 || pipeline_init(p, &e) != 0) {
+        fprintf(stderr, "pipeline: %s\n", e.msg);
+        pipeline_close(p);
+        CU_FAIL("pipeline did not open");
+        return -1;
+    }
+    int code = runner_run(p, &o, res, &e);
+    pipeline_close(p);
+    return code;
+}
+
+static void test_runner_after_commit(void)
+{
+    char conn[1024];
+    char text[4096];
+    struct db *db = NULL;
+    struct err e = {0};
+    struct run_result res;
+    int from = 0;
+    int to = 0;
+    int64_t n = -1;
+    reset(&srv);
+    snprintf(conn, sizeof conn, "%s", cpbtest_sqlite_conn());
+    CU_ASSERT_EQUAL_FATAL(db_connect(conn, DB_SQLITE, 5000, &db, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(schema_init(db, false, 0, &from, &to, &e), 0);
+    snprintf(text, sizeof text,
+             "name = \"sync-runner\";\n"
+             "stage_dirs = [\"%s\"];\n"
+             "database = { dialect = \"sqlite\"; connection = \"%s\"; };\n"
+             "run = { lock_file = \"%s\"; };\n"
+             "retry = { max_attempts = 3; base = \"1s\"; cap = \"1m\"; };\n"
+             "stages = (\n"
+             "  { stage = \"source-woo\"; id = \"woo\"; options = {\n"
+             "      url = \"http://127.0.0.1:%d\"; consumer_key = \"ck_test\";\n"
+             "      consumer_secret = \"cs_test\"; }; },\n"
+             "  { stage = \"test-step\"; options = { log_file = \"%s\"; }; },\n"
+             "  { stage = \"sync-status\"; id = \"sync\"; options = {\n"
+             "      url = \"http://127.0.0.1:%d\"; consumer_key = \"ck_test\";\n"
+             "      consumer_secret = \"cs_test\"; source = \"woo\"; max_tries = 1; }; }\n"
+             ");\n",
+             cpbtest_build("fixture-stages"), conn, cpbtest_path("sync.lock"), srv.port,
+             cpbtest_path("steps.log"), srv.port);
+    const char *path = cpbtest_path("sync-runner.cfg");
+    CU_ASSERT_EQUAL_FATAL(cpbtest_write(path, text), 0);
+    /* The note of 5101 fails once: the order stays applied, its
+     * after-commit step is due again. */
+    fault(&srv, "{\"path_regex\": \"/orders/5101/notes$\", \"method\": \"POST\", \"kind\":"
+                " \"status\", \"status\": 503}");
+    run_pipeline(path, &res);
+    CU_ASSERT_EQUAL(res.counts.staged, 14);
+    CU_ASSERT_EQUAL(res.counts.applied, 14);
+    CU_ASSERT_EQUAL(res.counts.after_done, 13);
+    CU_ASSERT_EQUAL(sql_query_int(db,
+                                  "SELECT COUNT(*) FROM USER_ORDER_STAGING WHERE AFTER_PENDING = 1"
+                                  " AND EXT_ORDER_ID = '5101' AND STATUS = 'APPLIED'",
+                                  NULL, 0, &n, NULL),
+                    CPB_OK);
+    CU_ASSERT_EQUAL(n, 1);
+    /* Due now instead of after the backoff; the next run resumes it. */
+    CU_ASSERT_EQUAL(sql_exec(db, "UPDATE USER_ORDER_STAGING SET NEXT_ATTEMPT_DT = ?",
+                             (struct sql_arg[]){sql_time(0)}, 1, NULL),
+                    CPB_OK);
+    run_pipeline(path, &res);
+    CU_ASSERT_EQUAL(res.counts.staged, 0);
+    CU_ASSERT_EQUAL(res.counts.applied, 0);
+    CU_ASSERT_EQUAL(res.counts.after_done, 1);
+    run_pipeline(path, &res);
+    CU_ASSERT_EQUAL(res.counts.after_done, 0);
+    CU_ASSERT_EQUAL(count_requests(&srv, "PUT", "/wp-json/wc/v3/orders/5101"), 1);
+    CU_ASSERT_EQUAL(count_requests(&srv, "PUT", NULL), 14);
+    CU_ASSERT_EQUAL(notes_with(&srv, 5101, "Imported into Counterpoint as ticket T", NULL), 1);
+    CU_ASSERT_EQUAL(notes_with(&srv, 5126, "Imported into Counterpoint as ticket T", NULL), 1);
+    char status[64];
+    store_status(&srv, 5126, status, sizeof status);
+    CU_ASSERT_STRING_EQUAL(status, "completed");
+    db_close(db);
+}
+
+static const struct cpbtest_case cases[] = {
+    {"status and note written once", test_status_and_note_once},
+    {"PUT retried on 503", test_put_retried_on_503},
+    {"crash between PUT and note", test_crash_between_put_and_note},
+    {"dry run sends nothing", test_dry_run},
+    {"status checked at init", test_status_checked_at_init},
+    {"store errors", test_store_errors},
+    {"key without Write permission", test_key_without_write},
+    {"note and source options", test_options},
+    {"Basic over https-mode", test_basic_over_https},
+    {"after-commit resumes through the runner", test_runner_after_commit},
+    {NULL, NULL},
+};
+
+static const struct cpbtest_suite suite = {"sync-status", setup, teardown, cases};
+
+int main(int argc, char **argv)
+{
+    const struct cpbtest_suite *const suites[] = {&suite, NULL};
+    return cpbtest_run(argc, argv, suites);
+}
