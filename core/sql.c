@@ -68,20 +68,15 @@ enum cpb_status sql_bind(struct cpb_stmt *st, const struct sql_arg *args, size_t
     return CPB_OK;
 }
 
-enum cpb_status sql_query(struct db *db, const char *sql, const struct sql_arg *args, size_t n,
-                          struct cpb_stmt **stmt)
+/* Prepare `sql` and bind `args`; on CPB_OK *stmt is ready to execute. */
+static enum cpb_status prepare_bound(struct db *db, const char *sql, const struct sql_arg *args,
+                                     size_t n, struct cpb_stmt **stmt)
 {
     struct cpb_stmt *st = NULL;
     enum cpb_status rc = db_prepare(db, sql, &st);
-    if (rc != CPB_OK) {
-        goto out;
+    if (rc == CPB_OK) {
+        rc = sql_bind(st, args, n);
     }
-    rc = sql_bind(st, args, n);
-    if (rc != CPB_OK) {
-        goto out;
-    }
-    rc = db_execute(st, NULL);
-out:
     if (rc != CPB_OK) {
         db_finalize(st);
         st = NULL;
@@ -90,20 +85,28 @@ out:
     return rc;
 }
 
+enum cpb_status sql_query(struct db *db, const char *sql, const struct sql_arg *args, size_t n,
+                          struct cpb_stmt **stmt)
+{
+    enum cpb_status rc = prepare_bound(db, sql, args, n, stmt);
+    if (rc == CPB_OK) {
+        rc = db_execute(*stmt, NULL);
+        if (rc != CPB_OK) {
+            db_finalize(*stmt);
+            *stmt = NULL;
+        }
+    }
+    return rc;
+}
+
 enum cpb_status sql_exec(struct db *db, const char *sql, const struct sql_arg *args, size_t n,
                          int64_t *rows)
 {
     struct cpb_stmt *st = NULL;
-    enum cpb_status rc = db_prepare(db, sql, &st);
-    if (rc != CPB_OK) {
-        goto out;
+    enum cpb_status rc = prepare_bound(db, sql, args, n, &st);
+    if (rc == CPB_OK) {
+        rc = db_execute(st, rows);
     }
-    rc = sql_bind(st, args, n);
-    if (rc != CPB_OK) {
-        goto out;
-    }
-    rc = db_execute(st, rows);
-out:
     db_finalize(st);
     return rc;
 }
