@@ -129,8 +129,8 @@ static const struct cpb_option alerts_table[] = {
 const char *const config_engine_blocks[] = {"database", "run",    "retry",  "log",
                                             "metrics",  "health", "alerts", NULL};
 
-static const char *const top_keys[] = {"name",    "stage_dirs", "database", "run",   "retry",
-                                       "log",     "metrics",    "health",   "alerts", "stages"};
+static const char *const top_keys[] = {"name", "stage_dirs", "database", "run",    "retry",
+                                       "log",  "metrics",    "health",   "alerts", "stages"};
 
 static const char *const stage_keys[] = {"stage", "id", "on", "enabled", "options"};
 
@@ -480,21 +480,52 @@ static int check_number(const char *word, size_t len, const char *shown, int lin
                    shown, line, (int)len, word, text);
 }
 
-/*
- * libconfig 1.5 wraps integer literals silently (9999999999 becomes
- * 1410065407; 99999999999999999999L becomes INT64_MAX). Scan the text of a
- * file that libconfig has already accepted, and of its @includes, for
- * integer literals that do not fit, so no wrapped value is ever used.
- */
-static int scan_integers(const char *path, const char *shown, const char *include_dir, int depth,
+/* What scan_file looks for. */
+enum scan_mode {
+    /* Before libconfig reads the file: every @include names a regular file.
+     * libconfig 1.5's scanner calls exit() when an include names a
+     * directory (`@include ""`), so such a file must never reach it. */
+    SCAN_INCLUDES,
+    /* After libconfig accepted the file: libconfig 1.5 wraps integer
+     * literals silently (9999999999 becomes 1410065407;
+     * 99999999999999999999L becomes INT64_MAX), so every literal that does
+     * not fit is refused and no wrapped value is ever used. */
+    SCAN_INTEGERS
+};
+
+/* An @include target, before libconfig opens it. */
+static int check_include(const char *full, const char *name, const char *shown, int line,
                          struct err *err)
+{
+    struct stat st;
+    if (stat(full, &st) != 0) {
+        return err_set(err, CPB_EXIT_CONFIG, "%s:%d: cannot open include file \"%s\": %s", shown,
+                       line, name, strerror(errno));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        return err_set(err, CPB_EXIT_CONFIG,
+                       "%s:%d: cannot include \"%s\": it is not a regular file", shown, line, name);
+    }
+    return 0;
+}
+
+/*
+ * Scan the text of a pipeline file and, recursively, its @includes (see
+ * enum scan_mode), skipping comments and strings as libconfig does.
+ */
+static int scan_file(const char *path, const char *shown, const char *include_dir, int depth,
+                     enum scan_mode mode, struct err *err)
 {
     size_t len = 0;
     char *t = NULL;
     int line = 1;
     int rc = -1;
     if (depth > INCLUDE_MAX_DEPTH) {
-        return 0; /* libconfig refuses deeper nesting itself */
+        if (mode == SCAN_INTEGERS) {
+            return 0; /* libconfig refused deeper nesting already */
+        }
+        return err_set(err, CPB_EXIT_CONFIG, "%s: @include nested deeper than %d files", shown,
+                       INCLUDE_MAX_DEPTH);
     }
     t = read_text(path, &len);
     if (t == NULL) {
@@ -543,10 +574,16 @@ static int scan_integers(const char *path, const char *shown, const char *includ
                 struct buf full = BUF_INIT;
                 buf_add(&name, t + start, i - start);
                 buf_addf(&full, "%s/%s", include_dir, buf_str(&name));
-                int sub = name.oom || full.oom
-                              ? err_set(err, CPB_EXIT_SOFTWARE, "%s: out of memory", shown)
-                              : scan_integers(buf_str(&full), buf_str(&name), include_dir,
-                                              depth + 1, err);
+                int sub = 0;
+                if (name.oom || full.oom) {
+                    sub = err_set(err, CPB_EXIT_SOFTWARE, "%s: out of memory", shown);
+                } else if (mode == SCAN_INCLUDES) {
+                    sub = check_include(buf_str(&full), buf_str(&name), shown, line, err);
+                }
+                if (sub == 0) {
+                    sub = scan_file(buf_str(&full), buf_str(&name), include_dir, depth + 1, mode,
+                                    err);
+                }
                 buf_free(&name);
                 buf_free(&full);
                 if (sub != 0) {
@@ -559,7 +596,8 @@ static int scan_integers(const char *path, const char *shown, const char *includ
             while (i < len && word_char(t[i])) {
                 i++;
             }
-            if (check_number(t + start, i - start, shown, line, err) != 0) {
+            if (mode == SCAN_INTEGERS &&
+                check_number(t + start, i - start, shown, line, err) != 0) {
                 goto out;
             }
         } else {
@@ -1004,6 +1042,9 @@ int config_load(const char *path, struct config **out, struct err *err)
         goto out;
     }
     config_set_include_dir(&cfg->lc, cfg->dir);
+    if (scan_file(path, path, cfg->dir, 0, SCAN_INCLUDES, err) != 0) {
+        goto out;
+    }
     if (config_read_file(&cfg->lc, path) != CONFIG_TRUE) {
         if (config_error_type(&cfg->lc) == CONFIG_ERR_FILE_IO) {
             err_set(err, CPB_EXIT_NOINPUT, "cannot read the pipeline file '%s'", path);
@@ -1016,7 +1057,7 @@ int config_load(const char *path, struct config **out, struct err *err)
         }
         goto out;
     }
-    if (scan_integers(path, path, cfg->dir, 0, err) != 0) {
+    if (scan_file(path, path, cfg->dir, 0, SCAN_INTEGERS, err) != 0) {
         goto out;
     }
     config_setting_t *root = config_root_setting(&cfg->lc);

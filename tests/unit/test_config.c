@@ -445,7 +445,13 @@ static void test_includes(void)
                       "inc-d.inc:2: block 'run': unknown option 'bacth' (did you mean 'batch'?)");
     scratch("loop.inc", "@include \"loop.inc\"\n");
     expect_load_error(scratch("i4.cfg", HEAD "@include \"loop.inc\"\n" ONE_STAGE), CPB_EXIT_CONFIG,
-                      "include file nesting too deep");
+                      "@include nested deeper than 10 files");
+    /* An include naming a directory: libconfig 1.5's scanner would exit()
+     * the process; cpbridge refuses the file before libconfig reads it. */
+    expect_load_error(scratch("incdir.cfg", "name = \"x\";\n@include \"\"\n" ONE_STAGE),
+                      CPB_EXIT_CONFIG, "incdir.cfg:2: cannot include \"\": it is not a regular file");
+    expect_load_error(scratch("incmissing.cfg", "name = \"x\";\n@include \"nope.inc\"\n" ONE_STAGE),
+                      CPB_EXIT_CONFIG, "incmissing.cfg:2: cannot open include file \"nope.inc\"");
     /* A valid include works from another working directory too. */
     scratch("inc-ok.inc", "run = { batch = 7; };\n");
     char cwd[PATH_MAX];
