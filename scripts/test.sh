@@ -33,6 +33,20 @@ for dir in build build-asan; do
     status=1
   fi
 done
+# The README's first command works too (it reuses the plain build).
+echo "== demo: scripts/demo.sh"
+if ! scripts/demo.sh >"$svc/demo.log" 2>&1; then
+  cat "$svc/demo.log" >&2
+  echo "demo: FAILED" >&2
+  status=1
+elif ! grep -q "applied 8, invalid 4" "$svc/demo.log"; then
+  cat "$svc/demo.log" >&2
+  echo "demo: unexpected result (want 8 applied, 4 invalid)" >&2
+  status=1
+else
+  tail -n 3 "$svc/demo.log"
+fi
+
 if [[ $status -ne 0 ]]; then
   echo "tests: FAILED" >&2
 fi
