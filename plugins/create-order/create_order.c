@@ -40,15 +40,14 @@
  * All SQL is portable (SQLite, PostgreSQL, SQL Server) with every value
  * bound; no statement differs by dialect.
  */
-#define _XOPEN_SOURCE 700 /* strptime */
-
 #include <cpbridge/stage.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "stage_util.h"
 
 /* Counterpoint column lengths (bytes). */
 #define LEN_STR_ID     10
@@ -210,40 +209,6 @@ static const char payment_sql[] =
     " PAY_DAT, DESCR, STR_ID, STA_ID, TKT_NO) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 static const char note_sql[] = "INSERT INTO PS_DOC_NOTE (DOC_ID, NOTE_ID, NOTE) VALUES (?, ?, ?)";
 
-/* One bound value. */
-enum arg_type { ARG_TEXT, ARG_INT, ARG_DECIMAL, ARG_TIME };
-struct arg {
-    enum arg_type type;
-    const char *text; /* ARG_TEXT; NULL binds SQL NULL */
-    int64_t value;    /* the others (decimal in ten-thousandths, time in ms) */
-};
-
-static struct arg arg_text(const char *s)
-{
-    struct arg a = {ARG_TEXT, s, 0};
-    return a;
-}
-
-static struct arg arg_int(int64_t v)
-{
-    struct arg a = {ARG_INT, NULL, v};
-    return a;
-}
-
-static struct arg arg_dec(int64_t v)
-{
-    struct arg a = {ARG_DECIMAL, NULL, v};
-    return a;
-}
-
-static struct arg arg_time(int64_t ms)
-{
-    struct arg a = {ARG_TIME, NULL, ms};
-    return a;
-}
-
-#define NARGS(a) ((unsigned)(sizeof(a) / sizeof((a)[0])))
-
 struct create_order_state {
     const struct cpb_host *host;            /* borrowed until fini */
     struct cpb_ctx *ctx;                    /* borrowed until fini */
@@ -263,137 +228,13 @@ struct doc {
 
 /* ---- small helpers ------------------------------------------------------ */
 
-/* The integer at obj[key], or 0 when missing or not an integer. */
-static int64_t get_int(json_t *obj, const char *key)
-{
-    json_t *v = json_object_get(obj, key);
-    return json_is_integer(v) ? (int64_t)json_integer_value(v) : 0;
-}
-
-/* The string at obj[key] (borrowed), or "" when missing or not a string. */
-static const char *get_str(json_t *obj, const char *key)
-{
-    const char *s = json_string_value(json_object_get(obj, key));
-    return s != NULL ? s : "";
-}
-
 /* s, or NULL (SQL NULL) when s is empty. */
 static const char *or_null(const char *s)
 {
     return (s != NULL && s[0] != '\0') ? s : NULL;
 }
 
-/* An amount in ten-thousandths rounded to cents (half away from zero),
- * still in ten-thousandths. */
-static int64_t cents(int64_t v)
-{
-    int64_t q = v / 100;
-    int64_t r = v % 100;
-    if (r >= 50) {
-        q++;
-    } else if (r <= -50) {
-        q--;
-    }
-    return q * 100;
-}
-
-/* Copy at most max_chars characters of the UTF-8 text s into out (outlen
- * bytes), never splitting a character. */
-static void cut_chars(const char *s, size_t max_chars, char *out, size_t outlen)
-{
-    size_t i = 0;
-    size_t chars = 0;
-    if (outlen == 0) {
-        return;
-    }
-    while (s[i] != '\0') {
-        size_t n = 1;
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0xF0) {
-            n = 4;
-        } else if (c >= 0xE0) {
-            n = 3;
-        } else if (c >= 0xC0) {
-            n = 2;
-        }
-        if (chars + 1 > max_chars || i + n >= outlen) {
-            break;
-        }
-        size_t k = 0;
-        while (k < n && s[i + k] != '\0') {
-            k++;
-        }
-        if (k < n) {
-            break; /* a truncated character at the end: drop it */
-        }
-        i += n;
-        chars++;
-    }
-    memcpy(out, s, i);
-    out[i] = '\0';
-}
-
-/* Parse "YYYY-MM-DDTHH:MM:SS" (UTC) into ms since the epoch; -1 if not. */
-static int parse_utc(const char *s, int64_t *ms)
-{
-    struct tm tm;
-    memset(&tm, 0, sizeof tm);
-    if (s == NULL) {
-        return -1;
-    }
-    const char *end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-    if (end == NULL || *end != '\0') {
-        return -1;
-    }
-    time_t t = timegm(&tm);
-    if (t == (time_t)-1) {
-        return -1;
-    }
-    *ms = (int64_t)t * 1000;
-    return 0;
-}
-
 /* ---- database helpers --------------------------------------------------- */
-
-/* Bind args (borrowed) to stmt from parameter 1. */
-static enum cpb_status bind_args(struct create_order_state *st, struct cpb_stmt *stmt,
-                                 const struct arg *args, unsigned n)
-{
-    enum cpb_status rc = CPB_OK;
-    for (unsigned i = 0; rc == CPB_OK && i < n; i++) {
-        switch (args[i].type) {
-        case ARG_TEXT:
-            rc = st->host->db_bind_text(stmt, i + 1, args[i].text);
-            break;
-        case ARG_INT:
-            rc = st->host->db_bind_int(stmt, i + 1, args[i].value);
-            break;
-        case ARG_DECIMAL:
-            rc = st->host->db_bind_decimal(stmt, i + 1, args[i].value);
-            break;
-        case ARG_TIME:
-            rc = st->host->db_bind_time(stmt, i + 1, args[i].value);
-            break;
-        }
-    }
-    return rc;
-}
-
-/* Prepare, bind, execute and release one statement; *rows may be NULL. */
-static enum cpb_status exec_args(struct create_order_state *st, const char *sql,
-                                 const struct arg *args, unsigned n, int64_t *rows)
-{
-    struct cpb_stmt *stmt = NULL;
-    enum cpb_status rc = st->host->db_prepare(st->ctx, sql, &stmt);
-    if (rc == CPB_OK) {
-        rc = bind_args(st, stmt, args, n);
-    }
-    if (rc == CPB_OK) {
-        rc = st->host->db_execute(stmt, rows);
-    }
-    st->host->db_finalize(stmt);
-    return rc;
-}
 
 /* A query with one text parameter whose first row's first column is read
  * as an integer: CPB_OK, CPB_SKIP (no row, or NULL), or an error. */
@@ -402,16 +243,8 @@ static enum cpb_status query_int(struct create_order_state *st, const char *sql,
 {
     struct cpb_stmt *stmt = NULL;
     bool null = false;
-    enum cpb_status rc = st->host->db_prepare(st->ctx, sql, &stmt);
-    if (rc == CPB_OK) {
-        rc = st->host->db_bind_text(stmt, 1, param);
-    }
-    if (rc == CPB_OK) {
-        rc = st->host->db_execute(stmt, NULL);
-    }
-    if (rc == CPB_OK) {
-        rc = st->host->db_fetch(stmt);
-    }
+    const struct stage_arg a[] = {stage_arg_text(param)};
+    enum cpb_status rc = stage_db_query(st->host, st->ctx, sql, a, STAGE_NARGS(a), &stmt);
     if (rc == CPB_OK) {
         rc = st->host->db_col_int(stmt, 1, value, &null);
     }
@@ -431,24 +264,14 @@ static enum cpb_status query_text(struct create_order_state *st, const char *sql
 {
     struct cpb_stmt *stmt = NULL;
     const char *v = NULL;
-    enum cpb_status rc = st->host->db_prepare(st->ctx, sql, &stmt);
-    if (rc == CPB_OK) {
-        rc = text != NULL ? st->host->db_bind_text(stmt, 1, text)
-                          : st->host->db_bind_int(stmt, 1, num);
-    }
-    if (rc == CPB_OK) {
-        rc = st->host->db_execute(stmt, NULL);
-    }
-    if (rc == CPB_OK) {
-        rc = st->host->db_fetch(stmt);
-    }
+    const struct stage_arg a[] = {text != NULL ? stage_arg_text(text) : stage_arg_int(num)};
+    enum cpb_status rc = stage_db_query(st->host, st->ctx, sql, a, STAGE_NARGS(a), &stmt);
     for (unsigned c = 0; rc == CPB_OK && c < ncols; c++) {
         rc = st->host->db_col_text(stmt, c + 1, &v);
         if (rc != CPB_OK) {
             break;
         }
-        int n = snprintf(out[c], outlen[c], "%s", v != NULL ? v : "");
-        if (n < 0 || (size_t)n >= outlen[c]) {
+        if (stage_copy(v, out[c], outlen[c]) != 0) {
             st->host->reason(st->ctx, "create-order.bad_value",
                              "column %u of \"%.60s...\" holds a value longer than %zu bytes", c + 1,
                              sql, outlen[c] - 1);
@@ -472,8 +295,9 @@ static enum cpb_status next_counter(struct create_order_state *st, const char *i
                                     int64_t *value)
 {
     int64_t rows = 0;
-    struct arg key[] = {arg_text(id)};
-    enum cpb_status rc = exec_args(st, counter_update_sql, key, NARGS(key), &rows);
+    struct stage_arg key[] = {stage_arg_text(id)};
+    enum cpb_status rc =
+        stage_db_exec(st->host, st->ctx, counter_update_sql, key, STAGE_NARGS(key), &rows);
     if (rc != CPB_OK) {
         return rc;
     }
@@ -485,8 +309,8 @@ static enum cpb_status next_counter(struct create_order_state *st, const char *i
         return CPB_FAIL;
     }
     if (rows == 0) {
-        struct arg ins[] = {arg_text(id), arg_int(2)};
-        rc = exec_args(st, counter_insert_sql, ins, NARGS(ins), NULL);
+        struct stage_arg ins[] = {stage_arg_text(id), stage_arg_int(2)};
+        rc = stage_db_exec(st->host, st->ctx, counter_insert_sql, ins, STAGE_NARGS(ins), NULL);
         if (rc == CPB_OK) {
             *value = 1;
             return CPB_OK;
@@ -495,7 +319,7 @@ static enum cpb_status next_counter(struct create_order_state *st, const char *i
             return rc;
         }
         /* Another runner created the row meanwhile: use it. */
-        rc = exec_args(st, counter_update_sql, key, NARGS(key), &rows);
+        rc = stage_db_exec(st->host, st->ctx, counter_update_sql, key, STAGE_NARGS(key), &rows);
         if (rc != CPB_OK) {
             return rc;
         }
@@ -554,8 +378,9 @@ static enum cpb_status next_ticket(struct create_order_state *st, struct doc *d)
         char *out[] = {text};
         const size_t outlen[] = {sizeof text};
         int64_t rows = 0;
-        struct arg key[] = {arg_text(o->store)};
-        rc = exec_args(st, store_counter_update_sql, key, NARGS(key), &rows);
+        struct stage_arg key[] = {stage_arg_text(o->store)};
+        rc = stage_db_exec(st->host, st->ctx, store_counter_update_sql, key, STAGE_NARGS(key),
+                           &rows);
         if (rc == CPB_OK && rows == 0) {
             st->host->reason(st->ctx, "create-order.store_unknown",
                              "store '%s' has no row in PS_STR_CFG_PS: fix create-order's store"
@@ -600,32 +425,32 @@ static enum cpb_status insert_header(struct create_order_state *st, const struct
     const struct create_order_options *o = st->opt;
     char guid[37];
     st->host->uuid(st->ctx, guid);
-    struct arg a[] = {
-        arg_int(d->doc_id),
-        arg_text(guid),
-        arg_text("O"),
-        arg_text("T"),
-        arg_text(o->store),
-        arg_text(o->station),
-        arg_text(o->drawer),
-        arg_text(d->tkt_no),
-        arg_text(d->cust_no),
-        arg_time(d->created_ms),
-        arg_text(o->user),
-        arg_text(d->location),
-        arg_text(d->location),
-        arg_int(1),
-        arg_int(2),
-        arg_int((int64_t)nlines),
-        arg_int(0),
-        arg_int(0),
-        arg_dec(0),
-        arg_text("N"),
-        arg_time(d->now_ms),
-        arg_text(o->user),
-        arg_text(get_str(order, "number")),
+    const struct stage_arg a[] = {
+        stage_arg_int(d->doc_id),
+        stage_arg_text(guid),
+        stage_arg_text("O"),
+        stage_arg_text("T"),
+        stage_arg_text(o->store),
+        stage_arg_text(o->station),
+        stage_arg_text(o->drawer),
+        stage_arg_text(d->tkt_no),
+        stage_arg_text(d->cust_no),
+        stage_arg_time(d->created_ms),
+        stage_arg_text(o->user),
+        stage_arg_text(d->location),
+        stage_arg_text(d->location),
+        stage_arg_int(1),
+        stage_arg_int(2),
+        stage_arg_int((int64_t)nlines),
+        stage_arg_int(0),
+        stage_arg_int(0),
+        stage_arg_dec(0),
+        stage_arg_text("N"),
+        stage_arg_time(d->now_ms),
+        stage_arg_text(o->user),
+        stage_arg_text(stage_json_str(order, "number")),
     };
-    return exec_args(st, header_sql[o->ref_column], a, NARGS(a), NULL);
+    return stage_db_exec(st->host, st->ctx, header_sql[o->ref_column], a, STAGE_NARGS(a), NULL);
 }
 
 static enum cpb_status insert_lines(struct create_order_state *st, const struct doc *d,
@@ -645,29 +470,29 @@ static enum cpb_status insert_lines(struct create_order_state *st, const struct 
         if (rc != CPB_OK) {
             break;
         }
-        cut_chars(get_str(line, "name"), LEN_DESCR, descr, sizeof descr);
+        stage_utf8_cut(stage_json_str(line, "name"), LEN_DESCR, descr, sizeof descr);
         st->host->uuid(st->ctx, guid);
-        struct arg a[] = {
-            arg_int(d->doc_id),
-            arg_int((int64_t)i + 1),
-            arg_text(o->store),
-            arg_text(o->station),
-            arg_text(d->tkt_no),
-            arg_text("O"),
-            arg_text(json_string_value(json_array_get(items, i))),
-            arg_text(or_null(descr)),
-            arg_dec(get_int(line, "qty")),
-            arg_text("0"),
-            arg_dec(get_int(line, "unit_price")),
-            arg_dec(cents(get_int(line, "total"))),
-            arg_dec(cents(get_int(line, "subtotal"))),
-            arg_dec(cents(get_int(line, "total"))),
-            arg_text("Y"),
-            arg_text(d->location),
-            arg_text(d->location),
-            arg_text(guid),
+        struct stage_arg a[] = {
+            stage_arg_int(d->doc_id),
+            stage_arg_int((int64_t)i + 1),
+            stage_arg_text(o->store),
+            stage_arg_text(o->station),
+            stage_arg_text(d->tkt_no),
+            stage_arg_text("O"),
+            stage_arg_text(json_string_value(json_array_get(items, i))),
+            stage_arg_text(or_null(descr)),
+            stage_arg_dec(stage_json_int(line, "qty", 0)),
+            stage_arg_text("0"),
+            stage_arg_dec(stage_json_int(line, "unit_price", 0)),
+            stage_arg_dec(stage_cents(stage_json_int(line, "total", 0))),
+            stage_arg_dec(stage_cents(stage_json_int(line, "subtotal", 0))),
+            stage_arg_dec(stage_cents(stage_json_int(line, "total", 0))),
+            stage_arg_text("Y"),
+            stage_arg_text(d->location),
+            stage_arg_text(d->location),
+            stage_arg_text(guid),
         };
-        rc = bind_args(st, stmt, a, NARGS(a));
+        rc = stage_db_bind(st->host, stmt, a, STAGE_NARGS(a));
         if (rc == CPB_OK) {
             rc = st->host->db_execute(stmt, NULL);
         }
@@ -681,35 +506,35 @@ static enum cpb_status insert_totals(struct create_order_state *st, const struct
                                      json_t *order, size_t nlines)
 {
     json_t *t = json_object_get(order, "totals");
-    int64_t sub = cents(get_int(t, "lines_subtotal"));
-    int64_t lines = cents(get_int(t, "lines_total"));
-    int64_t tax = cents(get_int(t, "tax"));
-    int64_t ship = cents(get_int(t, "shipping"));
-    int64_t fees = cents(get_int(t, "fees"));
-    int64_t total = cents(get_int(t, "total"));
+    int64_t sub = stage_cents(stage_json_int(t, "lines_subtotal", 0));
+    int64_t lines = stage_cents(stage_json_int(t, "lines_total", 0));
+    int64_t tax = stage_cents(stage_json_int(t, "tax", 0));
+    int64_t ship = stage_cents(stage_json_int(t, "shipping", 0));
+    int64_t fees = stage_cents(stage_json_int(t, "fees", 0));
+    int64_t total = stage_cents(stage_json_int(t, "total", 0));
     int64_t tendered = total; /* the one payment covers the order total */
     int64_t fee_no = st->opt->fee_misc_charge;
     enum cpb_status rc = CPB_OK;
 
-    struct arg a[] = {
-        arg_int(d->doc_id),
-        arg_text("O"),
-        arg_int((int64_t)nlines),
-        arg_dec(sub),
-        arg_dec(tax),
-        arg_dec(tax),
-        arg_dec(ship + fees),
-        arg_dec(0),
-        arg_dec(sub - lines),
-        arg_dec(total),
-        arg_dec(total - tendered),
-        arg_dec(tendered),
-        arg_dec(0),
-        arg_dec(0),
-        arg_dec(0),
-        arg_dec(0),
+    struct stage_arg a[] = {
+        stage_arg_int(d->doc_id),
+        stage_arg_text("O"),
+        stage_arg_int((int64_t)nlines),
+        stage_arg_dec(sub),
+        stage_arg_dec(tax),
+        stage_arg_dec(tax),
+        stage_arg_dec(ship + fees),
+        stage_arg_dec(0),
+        stage_arg_dec(sub - lines),
+        stage_arg_dec(total),
+        stage_arg_dec(total - tendered),
+        stage_arg_dec(tendered),
+        stage_arg_dec(0),
+        stage_arg_dec(0),
+        stage_arg_dec(0),
+        stage_arg_dec(0),
     };
-    rc = exec_args(st, total_sql, a, NARGS(a), NULL);
+    rc = stage_db_exec(st->host, st->ctx, total_sql, a, STAGE_NARGS(a), NULL);
 
     /* Shipping in misc charge 1; fees in their own charge, or with it. */
     int64_t charge1 = ship;
@@ -718,14 +543,15 @@ static enum cpb_status insert_totals(struct create_order_state *st, const struct
         charge1 += fees;
     }
     if (rc == CPB_OK && (ship > 0 || (!fees_apart && fees != 0))) {
-        struct arg m[] = {arg_int(d->doc_id), arg_text("O"),    arg_int(1),
-                          arg_text("A"),      arg_dec(charge1), arg_dec(0)};
-        rc = exec_args(st, misc_sql, m, NARGS(m), NULL);
+        struct stage_arg m[] = {stage_arg_int(d->doc_id), stage_arg_text("O"),    stage_arg_int(1),
+                                stage_arg_text("A"),      stage_arg_dec(charge1), stage_arg_dec(0)};
+        rc = stage_db_exec(st->host, st->ctx, misc_sql, m, STAGE_NARGS(m), NULL);
     }
     if (rc == CPB_OK && fees_apart && fees != 0) {
-        struct arg m[] = {arg_int(d->doc_id), arg_text("O"), arg_int(fee_no),
-                          arg_text("A"),      arg_dec(fees), arg_dec(0)};
-        rc = exec_args(st, misc_sql, m, NARGS(m), NULL);
+        struct stage_arg m[] = {stage_arg_int(d->doc_id), stage_arg_text("O"),
+                                stage_arg_int(fee_no),    stage_arg_text("A"),
+                                stage_arg_dec(fees),      stage_arg_dec(0)};
+        rc = stage_db_exec(st->host, st->ctx, misc_sql, m, STAGE_NARGS(m), NULL);
     }
     return rc;
 }
@@ -733,37 +559,37 @@ static enum cpb_status insert_totals(struct create_order_state *st, const struct
 /* True when the address object has nothing to ship to. */
 static bool address_empty(json_t *a)
 {
-    return get_str(a, "name")[0] == '\0' && get_str(a, "company")[0] == '\0' &&
-           get_str(a, "address_1")[0] == '\0' && get_str(a, "city")[0] == '\0' &&
-           get_str(a, "postcode")[0] == '\0';
+    return stage_json_str(a, "name")[0] == '\0' && stage_json_str(a, "company")[0] == '\0' &&
+           stage_json_str(a, "address_1")[0] == '\0' && stage_json_str(a, "city")[0] == '\0' &&
+           stage_json_str(a, "postcode")[0] == '\0';
 }
 
 /* One PS_DOC_CONTACT row from a normalized address; email may be NULL. */
 static enum cpb_status insert_contact(struct create_order_state *st, const struct doc *d,
                                       int64_t contact_id, json_t *addr, const char *email)
 {
-    const char *company = get_str(addr, "company");
+    const char *company = stage_json_str(addr, "company");
     bool business = company[0] != '\0';
     char nam[4 * LEN_NAM + 1];
-    cut_chars(business ? company : get_str(addr, "name"), LEN_NAM, nam, sizeof nam);
-    struct arg a[] = {
-        arg_int(d->doc_id),
-        arg_int(contact_id),
-        arg_text(or_null(nam)),
-        arg_text(or_null(get_str(addr, "first_name"))),
-        arg_text(or_null(get_str(addr, "last_name"))),
-        arg_text(or_null(get_str(addr, "address_1"))),
-        arg_text(or_null(get_str(addr, "address_2"))),
-        arg_text(NULL),
-        arg_text(or_null(get_str(addr, "city"))),
-        arg_text(or_null(get_str(addr, "state"))),
-        arg_text(or_null(get_str(addr, "postcode"))),
-        arg_text(or_null(get_str(addr, "country"))),
-        arg_text(or_null(get_str(addr, "phone"))),
-        arg_text(or_null(email)),
-        arg_text(business ? "B" : "P"),
+    stage_utf8_cut(business ? company : stage_json_str(addr, "name"), LEN_NAM, nam, sizeof nam);
+    struct stage_arg a[] = {
+        stage_arg_int(d->doc_id),
+        stage_arg_int(contact_id),
+        stage_arg_text(or_null(nam)),
+        stage_arg_text(or_null(stage_json_str(addr, "first_name"))),
+        stage_arg_text(or_null(stage_json_str(addr, "last_name"))),
+        stage_arg_text(or_null(stage_json_str(addr, "address_1"))),
+        stage_arg_text(or_null(stage_json_str(addr, "address_2"))),
+        stage_arg_text(NULL),
+        stage_arg_text(or_null(stage_json_str(addr, "city"))),
+        stage_arg_text(or_null(stage_json_str(addr, "state"))),
+        stage_arg_text(or_null(stage_json_str(addr, "postcode"))),
+        stage_arg_text(or_null(stage_json_str(addr, "country"))),
+        stage_arg_text(or_null(stage_json_str(addr, "phone"))),
+        stage_arg_text(or_null(email)),
+        stage_arg_text(business ? "B" : "P"),
     };
-    return exec_args(st, contact_sql, a, NARGS(a), NULL);
+    return stage_db_exec(st->host, st->ctx, contact_sql, a, STAGE_NARGS(a), NULL);
 }
 
 /* Contacts, the payment and the note. */
@@ -773,15 +599,15 @@ static enum cpb_status insert_rest(struct create_order_state *st, const struct d
     const struct create_order_options *o = st->opt;
     json_t *billing = json_object_get(order, "billing");
     json_t *shipping = json_object_get(order, "shipping");
-    int64_t total = cents(get_int(json_object_get(order, "totals"), "total"));
+    int64_t total = stage_cents(stage_json_int(json_object_get(order, "totals"), "total", 0));
     char descr[4 * LEN_PMT_DESCR + 1];
-    const char *title = get_str(order, "payment_title");
+    const char *title = stage_json_str(order, "payment_title");
     enum cpb_status rc = CPB_OK;
 
-    rc = insert_contact(st, d, 1, billing, get_str(billing, "email"));
+    rc = insert_contact(st, d, 1, billing, stage_json_str(billing, "email"));
     if (rc == CPB_OK) {
         if (!json_is_object(shipping) || address_empty(shipping)) {
-            rc = insert_contact(st, d, 2, billing, get_str(billing, "email"));
+            rc = insert_contact(st, d, 2, billing, stage_json_str(billing, "email"));
         } else {
             rc = insert_contact(st, d, 2, shipping, NULL);
         }
@@ -789,21 +615,22 @@ static enum cpb_status insert_rest(struct create_order_state *st, const struct d
     if (rc != CPB_OK) {
         return rc;
     }
-    cut_chars(title[0] != '\0' ? title : get_str(order, "payment_method"), LEN_PMT_DESCR, descr,
-              sizeof descr);
-    struct arg p[] = {
-        arg_int(d->doc_id),    arg_int(1),
-        arg_text(o->pay_code), arg_dec(total),
-        arg_dec(total),        arg_text(o->payment_final ? "Y" : "N"),
-        arg_time(d->paid_ms),  arg_text(or_null(descr)),
-        arg_text(o->store),    arg_text(o->station),
-        arg_text(d->tkt_no),
+    stage_utf8_cut(title[0] != '\0' ? title : stage_json_str(order, "payment_method"),
+                   LEN_PMT_DESCR, descr, sizeof descr);
+    struct stage_arg p[] = {
+        stage_arg_int(d->doc_id),    stage_arg_int(1),
+        stage_arg_text(o->pay_code), stage_arg_dec(total),
+        stage_arg_dec(total),        stage_arg_text(o->payment_final ? "Y" : "N"),
+        stage_arg_time(d->paid_ms),  stage_arg_text(or_null(descr)),
+        stage_arg_text(o->store),    stage_arg_text(o->station),
+        stage_arg_text(d->tkt_no),
     };
-    rc = exec_args(st, payment_sql, p, NARGS(p), NULL);
-    const char *note = get_str(order, "customer_note");
+    rc = stage_db_exec(st->host, st->ctx, payment_sql, p, STAGE_NARGS(p), NULL);
+    const char *note = stage_json_str(order, "customer_note");
     if (rc == CPB_OK && note[0] != '\0') {
-        struct arg n[] = {arg_int(d->doc_id), arg_text(NOTE_ID), arg_text(note)};
-        rc = exec_args(st, note_sql, n, NARGS(n), NULL);
+        struct stage_arg n[] = {stage_arg_int(d->doc_id), stage_arg_text(NOTE_ID),
+                                stage_arg_text(note)};
+        rc = stage_db_exec(st->host, st->ctx, note_sql, n, STAGE_NARGS(n), NULL);
     }
     return rc;
 }
@@ -828,7 +655,7 @@ static enum cpb_status adopt(struct create_order_state *st, struct cpb_record *r
         return rc;
     }
     if (loc[0] == '\0') {
-        snprintf(loc, sizeof loc, "%s", get_str(rec->result, "cp_stk_loc_id"));
+        snprintf(loc, sizeof loc, "%s", stage_json_str(rec->result, "cp_stk_loc_id"));
     }
     if (json_object_set_new(rec->result, "cp_doc_id", json_integer(doc_id)) != 0 ||
         json_object_set_new(rec->result, "cp_tkt_no", json_string(tkt)) != 0 ||
@@ -876,10 +703,8 @@ static enum cpb_status pick_location(struct create_order_state *st, struct cpb_r
 static int create_order_init(const struct cpb_host *host, struct cpb_ctx *ctx, const void *options,
                              void **state)
 {
-    struct create_order_state *st = calloc(1, sizeof *st);
-    *state = st;
+    struct create_order_state *st = stage_state_new(host, ctx, sizeof *st, state);
     if (st == NULL) {
-        host->log(ctx, CPB_LOG_ERROR, "out of memory");
         return -1;
     }
     st->host = host;
@@ -933,10 +758,11 @@ static enum cpb_status create_order_process(void *state, struct cpb_record *rec)
     }
 
     d.now_ms = st->host->now_ms(st->ctx);
-    if (parse_utc(json_string_value(json_object_get(order, "created")), &d.created_ms) != 0) {
+    if (stage_parse_utc(json_string_value(json_object_get(order, "created")), true,
+                        &d.created_ms) != 0) {
         d.created_ms = d.now_ms;
     }
-    if (parse_utc(json_string_value(json_object_get(order, "paid")), &d.paid_ms) != 0) {
+    if (stage_parse_utc(json_string_value(json_object_get(order, "paid")), true, &d.paid_ms) != 0) {
         d.paid_ms = d.created_ms;
     }
     rc = pick_location(st, rec, &d);
@@ -972,12 +798,6 @@ static enum cpb_status create_order_process(void *state, struct cpb_record *rec)
     return CPB_OK;
 }
 
-/* Takes ownership of state; NULL accepted. */
-static void create_order_fini(void *state)
-{
-    free(state);
-}
-
 /* The stage descriptor: the one exported thing (through cpb_stage_entry, or
  * by name in static builds); constant, borrowed by the host. */
 extern const struct cpb_stage create_order_stage;
@@ -991,7 +811,7 @@ const struct cpb_stage create_order_stage = {
     .options_size = sizeof(struct create_order_options),
     .init = create_order_init,
     .process = create_order_process,
-    .fini = create_order_fini,
+    .fini = stage_state_free, /* the state owns nothing else */
 };
 
 CPB_STAGE_ENTRY(create_order_stage);

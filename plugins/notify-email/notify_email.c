@@ -42,6 +42,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "stage_util.h"
+
 #define EMAIL_ADDR_MAX    254 /* RFC 5321 forward-path limit */
 #define EMAIL_NAME_MAX    128 /* display name of a from/to entry */
 #define EMAIL_HELO_MAX    253 /* a domain name */
@@ -217,10 +219,7 @@ static const char *clean_text(const char *in, char *out, size_t n)
     size_t len = strlen(in);
     bool cut = false;
     if (len > max) {
-        len = max;
-        while (len > 0 && ((unsigned char)in[len] & 0xC0) == 0x80) {
-            len--;
-        }
+        len = stage_utf8_floor(in, max);
         cut = true;
     }
     for (size_t i = 0; i < len; i++) {
@@ -617,9 +616,7 @@ static void put_subject_encoded(FILE *f, const char *subject)
         if (end >= len) {
             end = len;
         } else {
-            while (end > pos && ((unsigned char)subject[end] & 0xC0) == 0x80) {
-                end--;
-            }
+            end = pos + stage_utf8_floor(subject + pos, end - pos);
             if (end == pos) {
                 end = pos + EMAIL_WORD_BYTES; /* not UTF-8: cut anyway */
             }
@@ -1139,12 +1136,11 @@ static enum cpb_status classify(struct notify_email *s, const struct session *ss
 static int notify_email_init(const struct cpb_host *host, struct cpb_ctx *ctx, const void *options,
                              void **state)
 {
-    struct notify_email *s = calloc(1, sizeof *s);
+    struct notify_email *s = stage_state_new(host, ctx, sizeof *s, state);
     const struct notify_email_options *o = options;
     if (s == NULL) {
         return -1;
     }
-    *state = s;
     s->host = host;
     s->ctx = ctx;
     s->opts = o;

@@ -21,6 +21,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "stage_util.h"
+
 /* Orders listed per message, by format (the rest is counted). */
 #define WEBHOOK_GENERIC_MAX_ORDERS 1000
 #define WEBHOOK_CHAT_MAX_ORDERS    20
@@ -108,13 +110,6 @@ struct notify_webhook {
 
 /* ---- text helpers ------------------------------------------------------- */
 
-/* A string member of obj, or "" (borrowed). */
-static const char *str_of(const json_t *obj, const char *key)
-{
-    const char *s = json_string_value(json_object_get(obj, key));
-    return s != NULL ? s : "";
-}
-
 /* How text is written by put_text. */
 enum put_mode {
     PUT_PLAIN = 0,  /* as is, control characters as spaces */
@@ -129,10 +124,7 @@ static void put_text(FILE *f, const char *s, size_t max, enum put_mode mode)
     size_t n = strlen(s);
     bool cut = false;
     if (n > max) {
-        n = max;
-        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) {
-            n--;
-        }
+        n = stage_utf8_floor(s, max);
         cut = true;
     }
     for (size_t i = 0; i < n; i++) {
@@ -246,7 +238,7 @@ static void order_id_text(const json_t *order, char *out, size_t n)
     if (json_is_integer(id)) {
         snprintf(out, n, "%lld", (long long)json_integer_value(id));
     } else {
-        snprintf(out, n, "%.40s", str_of(order, "id"));
+        snprintf(out, n, "%.40s", stage_json_str(order, "id"));
     }
 }
 
@@ -254,7 +246,8 @@ static void order_id_text(const json_t *order, char *out, size_t n)
  * its compact JSON when it has none of those. */
 static void put_detail(FILE *f, const json_t *d, size_t max, enum put_mode mode)
 {
-    const char *parts[3] = {str_of(d, "stage"), str_of(d, "reason"), str_of(d, "message")};
+    const char *parts[3] = {stage_json_str(d, "stage"), stage_json_str(d, "reason"),
+                            stage_json_str(d, "message")};
     bool any = false;
     for (size_t i = 0; i < 3; i++) {
         if (parts[i][0] == '\0') {
@@ -293,12 +286,12 @@ struct event_view {
 static void event_view_of(const char *name, json_t *ev, struct event_view *v)
 {
     v->name = name;
-    v->severity = str_of(ev, "severity");
-    v->pipeline = str_of(ev, "pipeline");
-    v->run_id = str_of(ev, "run_id");
-    v->time = str_of(ev, "time");
-    v->summary = str_of(ev, "summary");
-    v->command = str_of(ev, "command");
+    v->severity = stage_json_str(ev, "severity");
+    v->pipeline = stage_json_str(ev, "pipeline");
+    v->run_id = stage_json_str(ev, "run_id");
+    v->time = stage_json_str(ev, "time");
+    v->summary = stage_json_str(ev, "summary");
+    v->command = stage_json_str(ev, "command");
     v->orders = json_object_get(ev, "orders");
     v->details = json_object_get(ev, "details");
     v->n_orders = json_array_size(v->orders); /* 0 when not an array */
@@ -325,13 +318,15 @@ static json_t *generic_body(struct notify_webhook *w, const struct event_view *v
         bad |= item == NULL;
         bad |= put(item, "id",
                    json_is_integer(id) ? json_integer(json_integer_value(id))
-                                       : jcut(str_of(o, "id"), 64, PUT_PLAIN));
-        bad |= put(item, "source", jcut(str_of(o, "source"), WEBHOOK_MAX_FIELD, PUT_PLAIN));
+                                       : jcut(stage_json_str(o, "id"), 64, PUT_PLAIN));
+        bad |= put(item, "source", jcut(stage_json_str(o, "source"), WEBHOOK_MAX_FIELD, PUT_PLAIN));
+        bad |= put(item, "external_id",
+                   jcut(stage_json_str(o, "external_id"), WEBHOOK_MAX_FIELD, PUT_PLAIN));
+        bad |= put(item, "reason", jcut(stage_json_str(o, "reason"), WEBHOOK_MAX_FIELD, PUT_PLAIN));
         bad |=
-            put(item, "external_id", jcut(str_of(o, "external_id"), WEBHOOK_MAX_FIELD, PUT_PLAIN));
-        bad |= put(item, "reason", jcut(str_of(o, "reason"), WEBHOOK_MAX_FIELD, PUT_PLAIN));
-        bad |= put(item, "message", jcut(str_of(o, "message"), WEBHOOK_MAX_FIELD, PUT_PLAIN));
-        bad |= put(item, "command", jcut(str_of(o, "command"), WEBHOOK_MAX_FIELD, PUT_PLAIN));
+            put(item, "message", jcut(stage_json_str(o, "message"), WEBHOOK_MAX_FIELD, PUT_PLAIN));
+        bad |=
+            put(item, "command", jcut(stage_json_str(o, "command"), WEBHOOK_MAX_FIELD, PUT_PLAIN));
         bad |= push(orders, item);
     }
     for (size_t i = 0; !bad && i < v->n_details && i < WEBHOOK_GENERIC_MAX_DETAILS; i++) {
@@ -454,21 +449,21 @@ static json_t *slack_body(const struct event_view *v)
         fputs("*Order ", m.f);
         put_text(m.f, id, sizeof id, PUT_MRKDWN);
         fputs("* (", m.f);
-        put_text(m.f, str_of(o, "source"), 100, PUT_MRKDWN);
+        put_text(m.f, stage_json_str(o, "source"), 100, PUT_MRKDWN);
         fputs(" ", m.f);
-        put_text(m.f, str_of(o, "external_id"), 100, PUT_MRKDWN);
+        put_text(m.f, stage_json_str(o, "external_id"), 100, PUT_MRKDWN);
         fputs(")", m.f);
-        if (str_of(o, "reason")[0] != '\0') {
+        if (stage_json_str(o, "reason")[0] != '\0') {
             fputs("\n`", m.f);
-            put_text(m.f, str_of(o, "reason"), 100, PUT_CODE);
+            put_text(m.f, stage_json_str(o, "reason"), 100, PUT_CODE);
             fputs("` ", m.f);
         } else {
             fputs("\n", m.f);
         }
-        put_text(m.f, str_of(o, "message"), WEBHOOK_MAX_CHAT_FIELD, PUT_MRKDWN);
-        if (str_of(o, "command")[0] != '\0') {
+        put_text(m.f, stage_json_str(o, "message"), WEBHOOK_MAX_CHAT_FIELD, PUT_MRKDWN);
+        if (stage_json_str(o, "command")[0] != '\0') {
             fputs("\n`", m.f);
-            put_text(m.f, str_of(o, "command"), WEBHOOK_MAX_CHAT_FIELD, PUT_CODE);
+            put_text(m.f, stage_json_str(o, "command"), WEBHOOK_MAX_CHAT_FIELD, PUT_CODE);
             fputs("`", m.f);
         }
         bad |= push(blocks, slack_text_block("section", "mrkdwn", mt_json(&m)));
@@ -612,9 +607,9 @@ static json_t *teams_card_body(const struct event_view *v)
             fputs("Order ", m.f);
             put_text(m.f, id, sizeof id, PUT_PLAIN);
             fputs(" (", m.f);
-            put_text(m.f, str_of(o, "source"), 100, PUT_PLAIN);
+            put_text(m.f, stage_json_str(o, "source"), 100, PUT_PLAIN);
             fputs(" ", m.f);
-            put_text(m.f, str_of(o, "external_id"), 100, PUT_PLAIN);
+            put_text(m.f, stage_json_str(o, "external_id"), 100, PUT_PLAIN);
             fputs(")", m.f);
             bad |= push(lines, card_text(mt_json(&m), "Bolder", NULL, false, false));
         }
@@ -622,17 +617,17 @@ static json_t *teams_card_body(const struct event_view *v)
             bad = mt_open(&m) != 0;
         }
         if (!bad) {
-            if (str_of(o, "reason")[0] != '\0') {
-                put_text(m.f, str_of(o, "reason"), 100, PUT_PLAIN);
+            if (stage_json_str(o, "reason")[0] != '\0') {
+                put_text(m.f, stage_json_str(o, "reason"), 100, PUT_PLAIN);
                 fputs(": ", m.f);
             }
-            put_text(m.f, str_of(o, "message"), WEBHOOK_MAX_CHAT_FIELD, PUT_PLAIN);
+            put_text(m.f, stage_json_str(o, "message"), WEBHOOK_MAX_CHAT_FIELD, PUT_PLAIN);
             bad |= push(lines, card_text(mt_json(&m), NULL, NULL, false, false));
         }
-        if (!bad && str_of(o, "command")[0] != '\0') {
-            bad |=
-                push(lines, card_text(jcut(str_of(o, "command"), WEBHOOK_MAX_CHAT_FIELD, PUT_PLAIN),
-                                      NULL, NULL, true, true));
+        if (!bad && stage_json_str(o, "command")[0] != '\0') {
+            bad |= push(lines, card_text(jcut(stage_json_str(o, "command"), WEBHOOK_MAX_CHAT_FIELD,
+                                              PUT_PLAIN),
+                                         NULL, NULL, true, true));
         }
         if (!bad) {
             bad |= put(box, "type", json_string("Container"));
@@ -708,17 +703,17 @@ static int text_body(const struct event_view *v, char **out, size_t *len)
         fputs("\n- order ", m.f);
         put_text(m.f, id, sizeof id, PUT_PLAIN);
         fputs(" (", m.f);
-        put_text(m.f, str_of(o, "source"), 60, PUT_PLAIN);
+        put_text(m.f, stage_json_str(o, "source"), 60, PUT_PLAIN);
         fputs(" ", m.f);
-        put_text(m.f, str_of(o, "external_id"), 60, PUT_PLAIN);
+        put_text(m.f, stage_json_str(o, "external_id"), 60, PUT_PLAIN);
         fputs(")", m.f);
-        if (str_of(o, "reason")[0] != '\0') {
+        if (stage_json_str(o, "reason")[0] != '\0') {
             fputs(" ", m.f);
-            put_text(m.f, str_of(o, "reason"), 60, PUT_PLAIN);
+            put_text(m.f, stage_json_str(o, "reason"), 60, PUT_PLAIN);
         }
-        if (str_of(o, "message")[0] != '\0') {
+        if (stage_json_str(o, "message")[0] != '\0') {
             fputs(": ", m.f);
-            put_text(m.f, str_of(o, "message"), WEBHOOK_MAX_TEXT_FIELD, PUT_PLAIN);
+            put_text(m.f, stage_json_str(o, "message"), WEBHOOK_MAX_TEXT_FIELD, PUT_PLAIN);
         }
     }
     if (v->n_orders > shown) {
@@ -979,12 +974,10 @@ static int check_url(struct notify_webhook *w)
 static int notify_webhook_init(const struct cpb_host *host, struct cpb_ctx *ctx,
                                const void *options, void **state)
 {
-    struct notify_webhook *w = calloc(1, sizeof *w);
+    struct notify_webhook *w = stage_state_new(host, ctx, sizeof *w, state);
     if (w == NULL) {
-        host->log(ctx, CPB_LOG_ERROR, "out of memory");
         return -1;
     }
-    *state = w;
     w->host = host;
     w->ctx = ctx;
     w->opts = options;
@@ -1103,7 +1096,7 @@ static enum cpb_status notify_webhook_process(void *state, struct cpb_record *re
     }
     name = rec->event;
     if (name == NULL || name[0] == '\0') {
-        name = str_of(rec->payload, "event");
+        name = stage_json_str(rec->payload, "event");
     }
     if (name[0] == '\0') {
         name = "event";

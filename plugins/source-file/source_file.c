@@ -16,6 +16,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "stage_util.h"
+
 /* Larger files are refused: orders are small; a huge file is a mistake. */
 #define SOURCE_FILE_MAX_BYTES (64L * 1024 * 1024)
 
@@ -50,20 +52,14 @@ struct tally {
 static int source_file_init(const struct cpb_host *host, struct cpb_ctx *ctx, const void *options,
                             void **state)
 {
-    struct source_file *s = calloc(1, sizeof *s);
+    struct source_file *s = stage_state_new(host, ctx, sizeof *s, state);
     if (s == NULL) {
         return -1;
     }
     s->host = host;
     s->ctx = ctx;
     s->opts = options;
-    *state = s;
     return 0;
-}
-
-static void source_file_fini(void *state)
-{
-    free(state);
 }
 
 static void bad_file(struct source_file *s, struct tally *t, const char *path, const char *why)
@@ -252,7 +248,7 @@ const struct cpb_stage source_file_stage = {
     .options_size = sizeof(struct source_file_opts),
     .init = source_file_init,
     .process = source_file_process,
-    .fini = source_file_fini,
+    .fini = stage_state_free, /* the state owns nothing else */
 };
 
 CPB_STAGE_ENTRY(source_file_stage);

@@ -20,13 +20,13 @@
 
 #include <errno.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 
+#include "stage_util.h"
 #include "woo_api.h"
 
 /* Longest status list sent (bytes of "a,b,c"). */
@@ -35,38 +35,32 @@
 #define SOURCE_WOO_TIME_FMT "%Y-%m-%dT%H:%M:%S"
 
 struct source_woo_opts {
-    const char *url;
-    const char *consumer_key;
-    const char *consumer_secret;
-    int auth;
-    int oauth_signature_method;
+    struct woo_conn conn; /* url, consumer_key, consumer_secret, auth,
+                             oauth_signature_method, timeout, max_tries,
+                             tls_no_verify, ca_file */
     const char *const *statuses;
     const char *start_date;
     int64_t overlap_ms;
     int64_t per_page;
     int64_t max_pages;
-    int64_t timeout_ms;
-    int64_t max_tries;
-    bool tls_no_verify;
-    const char *ca_file;
 };
 
 static const struct cpb_option source_woo_options[] = {
     {"url", CPB_OPT_STRING, CPB_OPT_REQUIRED, NULL, 8, WOO_URL_MAX, NULL,
-     offsetof(struct source_woo_opts, url),
+     offsetof(struct source_woo_opts, conn.url),
      "The store's home URL, e.g. https://shop.example (the API is <url>/wp-json/wc/v3)."},
     {"consumer_key", CPB_OPT_STRING, CPB_OPT_REQUIRED, NULL, 1, 200, NULL,
-     offsetof(struct source_woo_opts, consumer_key),
+     offsetof(struct source_woo_opts, conn.key),
      "REST API consumer key (ck_...) with Read permission."},
     {"consumer_secret", CPB_OPT_STRING, CPB_OPT_REQUIRED | CPB_OPT_SECRET, NULL, 1, 200, NULL,
-     offsetof(struct source_woo_opts, consumer_secret),
+     offsetof(struct source_woo_opts, conn.secret),
      "REST API consumer secret (cs_...); \"file:/path\" reads it from a file."},
     {"auth", CPB_OPT_ENUM, 0, "auto", 0, 0, woo_auth_choices,
-     offsetof(struct source_woo_opts, auth),
+     offsetof(struct source_woo_opts, conn.auth),
      "auto (Basic over https, OAuth 1.0a over http), basic or oauth; WooCommerce refuses Basic "
      "over plain http."},
     {"oauth_signature_method", CPB_OPT_ENUM, 0, "HMAC-SHA256", 0, 0, woo_sig_choices,
-     offsetof(struct source_woo_opts, oauth_signature_method),
+     offsetof(struct source_woo_opts, conn.sig),
      "OAuth signature method: HMAC-SHA256 or HMAC-SHA1."},
     {"statuses", CPB_OPT_LIST, 0, "processing", 1, 20, NULL,
      offsetof(struct source_woo_opts, statuses),
@@ -83,14 +77,16 @@ static const struct cpb_option source_woo_options[] = {
      offsetof(struct source_woo_opts, max_pages),
      "Most pages read in one run; a longer backlog keeps the cursor and logs a warning."},
     {"timeout", CPB_OPT_DURATION, 0, "30s", 100, 600000, NULL,
-     offsetof(struct source_woo_opts, timeout_ms), "Time allowed for each HTTP request."},
-    {"max_tries", CPB_OPT_INT, 0, "3", 1, 10, NULL, offsetof(struct source_woo_opts, max_tries),
+     offsetof(struct source_woo_opts, conn.timeout_ms), "Time allowed for each HTTP request."},
+    {"max_tries", CPB_OPT_INT, 0, "3", 1, 10, NULL,
+     offsetof(struct source_woo_opts, conn.max_tries),
      "Tries per request on 429, 5xx and timeouts (Retry-After is honoured) before the run gives "
      "up and the next run tries again."},
     {"tls_no_verify", CPB_OPT_BOOL, 0, "false", 0, 0, NULL,
-     offsetof(struct source_woo_opts, tls_no_verify),
+     offsetof(struct source_woo_opts, conn.tls_no_verify),
      "Turn TLS certificate verification off (logged as a warning on every request)."},
-    {"ca_file", CPB_OPT_STRING, 0, NULL, 1, 4096, NULL, offsetof(struct source_woo_opts, ca_file),
+    {"ca_file", CPB_OPT_STRING, 0, NULL, 1, 4096, NULL,
+     offsetof(struct source_woo_opts, conn.ca_file),
      "CA bundle (PEM) that signed the store's certificate; default: the system's."},
     {NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL},
 };
@@ -226,26 +222,6 @@ static int64_t parse_http_date(const char *v)
 
 /* ---- init / fini ------------------------------------------------------------ */
 
-static int status_ok(const char *s)
-{
-    size_t n = strlen(s);
-    return n > 0 && n <= 40 && strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_-") == n;
-}
-
-/* Report why init failed: kept as the reason, which the engine shows with
- * the stage's file:line (`cpbridge check`, `cpbridge run`). */
-static void init_fail(const struct cpb_host *host, struct cpb_ctx *ctx, const char *fmt, ...)
-    CPB_PRINTF(3, 4);
-static void init_fail(const struct cpb_host *host, struct cpb_ctx *ctx, const char *fmt, ...)
-{
-    char msg[600];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    host->reason(ctx, "config.invalid", "%s", msg);
-}
-
 static int source_woo_init(const struct cpb_host *host, struct cpb_ctx *ctx, const void *options,
                            void **state)
 {
@@ -254,55 +230,48 @@ static int source_woo_init(const struct cpb_host *host, struct cpb_ctx *ctx, con
     struct source_woo *s = calloc(1, sizeof *s);
     *state = s;
     if (s == NULL) {
-        init_fail(host, ctx, "out of memory");
+        stage_init_fail(host, ctx, "out of memory");
         return -1;
     }
     s->host = host;
     s->ctx = ctx;
     s->o = o;
-    struct woo_conn conn = {o->url,       o->consumer_key,           o->consumer_secret,
-                            o->auth,      o->oauth_signature_method, o->timeout_ms,
-                            o->max_tries, o->tls_no_verify,          o->ca_file};
-    if (woo_client_init(&s->client, host, ctx, &conn, msg, sizeof msg) != 0) {
-        init_fail(host, ctx, "%s", msg);
+    if (woo_client_init(&s->client, host, ctx, &o->conn, msg, sizeof msg) != 0) {
+        stage_init_fail(host, ctx, "%s", msg);
         return -1;
     }
     size_t used = 0;
     for (size_t i = 0; o->statuses != NULL && o->statuses[i] != NULL; i++) {
         const char *st = o->statuses[i];
-        if (!status_ok(st)) {
-            init_fail(host, ctx,
-                      "statuses: \"%.40s\" is not an order status (lower-case letters, digits, "
-                      "'-' and '_', such as processing or on-hold)",
-                      st);
+        if (!woo_status_ok(st)) {
+            stage_init_fail(
+                host, ctx,
+                "statuses: \"%.40s\" is not an order status (lower-case letters, digits, "
+                "'-' and '_', such as processing or on-hold)",
+                st);
             return -1;
         }
         int w = snprintf(s->statuses + used, sizeof s->statuses - used, "%s%s", used > 0 ? "," : "",
                          st);
         if (w < 0 || (size_t)w >= sizeof s->statuses - used) {
-            init_fail(host, ctx, "statuses: the list is too long");
+            stage_init_fail(host, ctx, "statuses: the list is too long");
             return -1;
         }
         used += (size_t)w;
     }
     if (used == 0) {
-        init_fail(host, ctx, "statuses: give at least one status, e.g. [\"processing\"]");
+        stage_init_fail(host, ctx, "statuses: give at least one status, e.g. [\"processing\"]");
         return -1;
     }
     if (parse_utc(o->start_date, &s->start) != 0) {
-        init_fail(host, ctx,
-                  "start_date \"%.19s\" is not a UTC time YYYY-MM-DDTHH:MM:SS (or YYYY-MM-DD)",
-                  o->start_date);
+        stage_init_fail(
+            host, ctx, "start_date \"%.19s\" is not a UTC time YYYY-MM-DDTHH:MM:SS (or YYYY-MM-DD)",
+            o->start_date);
         return -1;
     }
     host->log(ctx, CPB_LOG_DEBUG, "store %s, %s auth, statuses %s", s->client.home,
               s->client.oauth ? "OAuth 1.0a" : "Basic", s->statuses);
     return 0;
-}
-
-static void source_woo_fini(void *state)
-{
-    free(state);
 }
 
 /* ---- one run ------------------------------------------------------------------ */
@@ -587,7 +556,7 @@ const struct cpb_stage source_woo_stage = {
     .options_size = sizeof(struct source_woo_opts),
     .init = source_woo_init,
     .process = source_woo_process,
-    .fini = source_woo_fini,
+    .fini = stage_state_free, /* the state owns nothing else */
 };
 
 CPB_STAGE_ENTRY(source_woo_stage);

@@ -5,6 +5,7 @@
  * failure messages that name the store's error and its likely cause.
  */
 #include "woo_api.h"
+#include "stage_util.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -413,6 +414,12 @@ static size_t utf8_len(const unsigned char *s, size_t n)
     return want;
 }
 
+bool woo_status_ok(const char *s)
+{
+    size_t n = strlen(s);
+    return n > 0 && n <= 40 && strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_-") == n;
+}
+
 void woo_clean_text(const char *in, size_t in_len, char *out, size_t n)
 {
     const unsigned char *s = (const unsigned char *)in;
@@ -459,10 +466,7 @@ void woo_clean_text(const char *in, size_t in_len, char *out, size_t n)
     }
     if (cut && n > 4) {
         while (j + 4 > n) {
-            j--;
-            while (j > 0 && ((unsigned char)out[j] & 0xc0) == 0x80) {
-                j--;
-            }
+            j = stage_utf8_floor(out, j - 1);
         }
         memcpy(out + j, "...", 3);
         j += 3;

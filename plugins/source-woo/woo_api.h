@@ -23,7 +23,10 @@ extern const char *const woo_sig_choices[];
 /* Longest home URL accepted (bytes). */
 #define WOO_URL_MAX 1000
 
-/* Connection settings as the stages' options hold them (all borrowed). */
+/* Connection settings as the stages' options hold them (all borrowed): each
+ * stage's options struct embeds one, which its option table fills (url,
+ * consumer_key, consumer_secret, auth, oauth_signature_method, timeout,
+ * max_tries, tls_no_verify, ca_file). */
 struct woo_conn {
     const char *url;    /* the store's home URL, e.g. https://shop.example */
     const char *key;    /* consumer key (ck_...) */
@@ -107,6 +110,10 @@ const char *woo_failure_name(enum woo_failure f);
 enum woo_failure woo_describe(const struct woo_client *c, const char *what, enum cpb_status st,
                               const struct cpb_http_response *resp, char *msg, size_t n,
                               enum cpb_status *verdict);
+
+/* True when s (borrowed) has the shape of an order status slug: 1 to 40
+ * lower-case ASCII letters, digits, '-' and '_' ("processing", "on-hold"). */
+bool woo_status_ok(const char *s);
 
 /*
  * Untrusted text (in, in_len bytes; may hold NULs) made into one printable

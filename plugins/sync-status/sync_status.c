@@ -17,47 +17,41 @@
  */
 #include <cpbridge/stage.h>
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "stage_util.h"
 #include "woo_api.h"
 
 struct sync_status_opts {
-    const char *url;
-    const char *consumer_key;
-    const char *consumer_secret;
-    int auth;
-    int oauth_signature_method;
+    struct woo_conn conn; /* url, consumer_key, consumer_secret, auth,
+                             oauth_signature_method, timeout, max_tries,
+                             tls_no_verify, ca_file */
     const char *status;
     const char *const *extra_statuses;
     const char *const *from_statuses;
     bool note;
     bool dry_run;
     const char *source;
-    int64_t timeout_ms;
-    int64_t max_tries;
-    bool tls_no_verify;
-    const char *ca_file;
 };
 
 static const struct cpb_option sync_status_options[] = {
     {"url", CPB_OPT_STRING, CPB_OPT_REQUIRED, NULL, 8, WOO_URL_MAX, NULL,
-     offsetof(struct sync_status_opts, url),
+     offsetof(struct sync_status_opts, conn.url),
      "The store's home URL, e.g. https://shop.example (the API is <url>/wp-json/wc/v3)."},
     {"consumer_key", CPB_OPT_STRING, CPB_OPT_REQUIRED, NULL, 1, 200, NULL,
-     offsetof(struct sync_status_opts, consumer_key),
+     offsetof(struct sync_status_opts, conn.key),
      "REST API consumer key (ck_...) with Read/Write permission."},
     {"consumer_secret", CPB_OPT_STRING, CPB_OPT_REQUIRED | CPB_OPT_SECRET, NULL, 1, 200, NULL,
-     offsetof(struct sync_status_opts, consumer_secret),
+     offsetof(struct sync_status_opts, conn.secret),
      "REST API consumer secret (cs_...); \"file:/path\" reads it from a file."},
     {"auth", CPB_OPT_ENUM, 0, "auto", 0, 0, woo_auth_choices,
-     offsetof(struct sync_status_opts, auth),
+     offsetof(struct sync_status_opts, conn.auth),
      "auto (Basic over https, OAuth 1.0a over http), basic or oauth; WooCommerce refuses Basic "
      "over plain http."},
     {"oauth_signature_method", CPB_OPT_ENUM, 0, "HMAC-SHA256", 0, 0, woo_sig_choices,
-     offsetof(struct sync_status_opts, oauth_signature_method),
+     offsetof(struct sync_status_opts, conn.sig),
      "OAuth signature method: HMAC-SHA256 or HMAC-SHA1."},
     {"status", CPB_OPT_STRING, 0, "completed", 1, 40, NULL,
      offsetof(struct sync_status_opts, status),
@@ -77,14 +71,16 @@ static const struct cpb_option sync_status_options[] = {
      "Only write back orders from this source stage id (one sync-status per store); default: "
      "every order."},
     {"timeout", CPB_OPT_DURATION, 0, "30s", 100, 600000, NULL,
-     offsetof(struct sync_status_opts, timeout_ms), "Time allowed for each HTTP request."},
-    {"max_tries", CPB_OPT_INT, 0, "3", 1, 10, NULL, offsetof(struct sync_status_opts, max_tries),
+     offsetof(struct sync_status_opts, conn.timeout_ms), "Time allowed for each HTTP request."},
+    {"max_tries", CPB_OPT_INT, 0, "3", 1, 10, NULL,
+     offsetof(struct sync_status_opts, conn.max_tries),
      "Tries per request on 429, 5xx and timeouts (Retry-After is honoured) before the order is "
      "retried in a later run."},
     {"tls_no_verify", CPB_OPT_BOOL, 0, "false", 0, 0, NULL,
-     offsetof(struct sync_status_opts, tls_no_verify),
+     offsetof(struct sync_status_opts, conn.tls_no_verify),
      "Turn TLS certificate verification off (logged as a warning on every request)."},
-    {"ca_file", CPB_OPT_STRING, 0, NULL, 1, 4096, NULL, offsetof(struct sync_status_opts, ca_file),
+    {"ca_file", CPB_OPT_STRING, 0, NULL, 1, 4096, NULL,
+     offsetof(struct sync_status_opts, conn.ca_file),
      "CA bundle (PEM) that signed the store's certificate; default: the system's."},
     {NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL},
 };
@@ -110,35 +106,16 @@ static bool listed(const char *const *list, const char *s)
     return false;
 }
 
-static bool slug_ok(const char *s)
-{
-    size_t n = strlen(s);
-    return n > 0 && n <= 40 && strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_-") == n;
-}
-
-/* Report why init failed: kept as the reason, which the engine shows with
- * the stage's file:line (`cpbridge check`, `cpbridge run`). */
-static void init_fail(const struct cpb_host *host, struct cpb_ctx *ctx, const char *fmt, ...)
-    CPB_PRINTF(3, 4);
-static void init_fail(const struct cpb_host *host, struct cpb_ctx *ctx, const char *fmt, ...)
-{
-    char msg[600];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    host->reason(ctx, "config.invalid", "%s", msg);
-}
-
 static int check_list(const struct cpb_host *host, struct cpb_ctx *ctx, const char *name,
                       const char *const *list)
 {
     for (; list != NULL && *list != NULL; list++) {
-        if (!slug_ok(*list)) {
-            init_fail(host, ctx,
-                      "%s: \"%.40s\" is not an order status (lower-case letters, digits, '-' and "
-                      "'_')",
-                      name, *list);
+        if (!woo_status_ok(*list)) {
+            stage_init_fail(
+                host, ctx,
+                "%s: \"%.40s\" is not an order status (lower-case letters, digits, '-' and "
+                "'_')",
+                name, *list);
             return -1;
         }
     }
@@ -153,17 +130,14 @@ static int sync_status_init(const struct cpb_host *host, struct cpb_ctx *ctx, co
     struct sync_status *s = calloc(1, sizeof *s);
     *state = s;
     if (s == NULL) {
-        init_fail(host, ctx, "out of memory");
+        stage_init_fail(host, ctx, "out of memory");
         return -1;
     }
     s->host = host;
     s->ctx = ctx;
     s->o = o;
-    struct woo_conn conn = {o->url,       o->consumer_key,           o->consumer_secret,
-                            o->auth,      o->oauth_signature_method, o->timeout_ms,
-                            o->max_tries, o->tls_no_verify,          o->ca_file};
-    if (woo_client_init(&s->client, host, ctx, &conn, msg, sizeof msg) != 0) {
-        init_fail(host, ctx, "%s", msg);
+    if (woo_client_init(&s->client, host, ctx, &o->conn, msg, sizeof msg) != 0) {
+        stage_init_fail(host, ctx, "%s", msg);
         return -1;
     }
     if (check_list(host, ctx, "extra_statuses", o->extra_statuses) != 0 ||
@@ -171,22 +145,17 @@ static int sync_status_init(const struct cpb_host *host, struct cpb_ctx *ctx, co
         return -1;
     }
     if (!listed(core_statuses, o->status) && !listed(o->extra_statuses, o->status)) {
-        init_fail(host, ctx,
-                  "status \"%.40s\" is not a WooCommerce order status (pending, processing, "
-                  "on-hold, completed, cancelled, refunded, failed) nor listed in "
-                  "extra_statuses; the store would refuse it",
-                  o->status);
+        stage_init_fail(host, ctx,
+                        "status \"%.40s\" is not a WooCommerce order status (pending, processing, "
+                        "on-hold, completed, cancelled, refunded, failed) nor listed in "
+                        "extra_statuses; the store would refuse it",
+                        o->status);
         return -1;
     }
     if (o->dry_run) {
         host->log(ctx, CPB_LOG_WARN, "dry_run is on: nothing is written to %s", s->client.home);
     }
     return 0;
-}
-
-static void sync_status_fini(void *state)
-{
-    free(state);
 }
 
 /* A WooCommerce order id: 1 to 18 digits, no leading zero. */
@@ -445,7 +414,7 @@ const struct cpb_stage sync_status_stage = {
     .options_size = sizeof(struct sync_status_opts),
     .init = sync_status_init,
     .process = sync_status_process,
-    .fini = sync_status_fini,
+    .fini = stage_state_free, /* the state owns nothing else */
 };
 
 CPB_STAGE_ENTRY(sync_status_stage);

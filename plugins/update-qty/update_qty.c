@@ -21,8 +21,9 @@
 #include <cpbridge/stage.h>
 #include <inttypes.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
+
+#include "stage_util.h"
 
 #define LEN_LOC_ID 10
 
@@ -123,48 +124,26 @@ static void missing_add(struct missing *m, int64_t seq, const char *item)
     }
 }
 
-static enum cpb_status bind_line(struct update_qty_state *st, struct cpb_stmt *stmt, int64_t qty,
-                                 int64_t now, const char *item, const char *loc)
-{
-    enum cpb_status rc = st->host->db_bind_decimal(stmt, 1, qty);
-    if (rc == CPB_OK) {
-        rc = st->host->db_bind_time(stmt, 2, now);
-    }
-    if (rc == CPB_OK) {
-        rc = st->host->db_bind_text(stmt, 3, item);
-    }
-    if (rc == CPB_OK) {
-        rc = st->host->db_bind_text(stmt, 4, loc);
-    }
-    return rc;
-}
-
 /* Insert a zero IM_INV row carrying qty in the configured column. */
 static enum cpb_status insert_row(struct update_qty_state *st, struct stmts *s, int64_t qty,
                                   int64_t now, const char *item, const char *loc)
 {
-    enum cpb_status rc = CPB_OK;
-    if (s->insert == NULL) {
-        rc = st->host->db_prepare(st->ctx, insert_sql, &s->insert);
-    }
-    if (rc == CPB_OK) {
-        rc = st->host->db_bind_text(s->insert, 1, item);
-    }
-    if (rc == CPB_OK) {
-        rc = st->host->db_bind_text(s->insert, 2, loc);
-    }
-    if (rc == CPB_OK) {
-        rc = st->host->db_bind_decimal(s->insert, 3, st->opt->column == COL_QTY_ON_SO ? qty : 0);
-    }
-    if (rc == CPB_OK) {
-        rc = st->host->db_bind_decimal(s->insert, 4, st->opt->column == COL_QTY_COMMIT ? qty : 0);
-    }
-    for (unsigned i = 5; rc == CPB_OK && i <= 11; i++) {
-        rc = st->host->db_bind_decimal(s->insert, i, 0);
-    }
-    if (rc == CPB_OK) {
-        rc = st->host->db_bind_time(s->insert, 12, now);
-    }
+    const struct stage_arg a[] = {
+        stage_arg_text(item),
+        stage_arg_text(loc),
+        stage_arg_dec(st->opt->column == COL_QTY_ON_SO ? qty : 0),
+        stage_arg_dec(st->opt->column == COL_QTY_COMMIT ? qty : 0),
+        stage_arg_dec(0), /* QTY_ON_HND */
+        stage_arg_dec(0), /* QTY_ON_ORD */
+        stage_arg_dec(0), /* QTY_ON_LWY */
+        stage_arg_dec(0), /* QTY_ON_BO */
+        stage_arg_dec(0), /* QTY_ON_PO */
+        stage_arg_dec(0), /* MIN_QTY */
+        stage_arg_dec(0), /* MAX_QTY */
+        stage_arg_time(now),
+    };
+    enum cpb_status rc =
+        stage_db_prepare(st->host, st->ctx, insert_sql, a, STAGE_NARGS(a), &s->insert);
     if (rc == CPB_OK) {
         rc = st->host->db_execute(s->insert, NULL);
     }
@@ -176,34 +155,14 @@ static enum cpb_status record_line(struct update_qty_state *st, struct stmts *s,
                                    struct cpb_record *rec, int64_t doc_id, int64_t seq,
                                    const char *item, const char *loc, int64_t qty, bool created)
 {
-    enum cpb_status rc = CPB_OK;
-    if (s->record == NULL) {
-        rc = st->host->db_prepare(st->ctx, record_sql, &s->record);
-    }
-    if (rc == CPB_OK) {
-        rc = st->host->db_bind_int(s->record, 1, rec->id);
-    }
-    if (rc == CPB_OK) {
-        rc = st->host->db_bind_int(s->record, 2, doc_id);
-    }
-    if (rc == CPB_OK) {
-        rc = st->host->db_bind_int(s->record, 3, seq);
-    }
-    if (rc == CPB_OK) {
-        rc = st->host->db_bind_text(s->record, 4, item);
-    }
-    if (rc == CPB_OK) {
-        rc = st->host->db_bind_text(s->record, 5, loc);
-    }
-    if (rc == CPB_OK) {
-        rc = st->host->db_bind_text(s->record, 6, column_choices[st->opt->column]);
-    }
-    if (rc == CPB_OK) {
-        rc = st->host->db_bind_decimal(s->record, 7, qty);
-    }
-    if (rc == CPB_OK) {
-        rc = st->host->db_bind_int(s->record, 8, created ? 1 : 0);
-    }
+    const struct stage_arg a[] = {
+        stage_arg_int(rec->id), stage_arg_int(doc_id),
+        stage_arg_int(seq),     stage_arg_text(item),
+        stage_arg_text(loc),    stage_arg_text(column_choices[st->opt->column]),
+        stage_arg_dec(qty),     stage_arg_int(created ? 1 : 0),
+    };
+    enum cpb_status rc =
+        stage_db_prepare(st->host, st->ctx, record_sql, a, STAGE_NARGS(a), &s->record);
     if (rc == CPB_OK) {
         rc = st->host->db_execute(s->record, NULL);
     }
@@ -214,10 +173,8 @@ static enum cpb_status record_line(struct update_qty_state *st, struct stmts *s,
 static int update_qty_init(const struct cpb_host *host, struct cpb_ctx *ctx, const void *options,
                            void **state)
 {
-    struct update_qty_state *st = calloc(1, sizeof *st);
-    *state = st;
+    struct update_qty_state *st = stage_state_new(host, ctx, sizeof *st, state);
     if (st == NULL) {
-        host->log(ctx, CPB_LOG_ERROR, "out of memory");
         return -1;
     }
     st->host = host;
@@ -271,8 +228,7 @@ static enum cpb_status update_qty_process(void *state, struct cpb_record *rec)
             break;
         }
         const char *item = json_string_value(json_array_get(items, i));
-        json_t *q = json_object_get(line, "qty");
-        int64_t qty = json_is_integer(q) ? (int64_t)json_integer_value(q) : 0;
+        int64_t qty = stage_json_int(line, "qty", 0);
         int64_t seq = (int64_t)i + 1; /* create-order's LIN_SEQ_NO */
         int64_t rows = 0;
         bool created = false;
@@ -282,7 +238,9 @@ static enum cpb_status update_qty_process(void *state, struct cpb_record *rec)
             rc = CPB_FAIL;
             break;
         }
-        rc = bind_line(st, s.update, qty, now, item, loc);
+        const struct stage_arg a[] = {stage_arg_dec(qty), stage_arg_time(now), stage_arg_text(item),
+                                      stage_arg_text(loc)};
+        rc = stage_db_bind(st->host, s.update, a, STAGE_NARGS(a));
         if (rc == CPB_OK) {
             rc = st->host->db_execute(s.update, &rows);
         }
@@ -310,21 +268,9 @@ static enum cpb_status update_qty_process(void *state, struct cpb_record *rec)
     }
     if (rc == CPB_OK) {
         int64_t rows = 0;
-        st->host->db_finalize(s.update);
-        s.update = NULL;
-        rc = st->host->db_prepare(st->ctx, commit_doc_sql, &s.update);
-        if (rc == CPB_OK) {
-            rc = st->host->db_bind_text(s.update, 1, "Y");
-        }
-        if (rc == CPB_OK) {
-            rc = st->host->db_bind_time(s.update, 2, now);
-        }
-        if (rc == CPB_OK) {
-            rc = st->host->db_bind_int(s.update, 3, doc_id);
-        }
-        if (rc == CPB_OK) {
-            rc = st->host->db_execute(s.update, &rows);
-        }
+        const struct stage_arg a[] = {stage_arg_text("Y"), stage_arg_time(now),
+                                      stage_arg_int(doc_id)};
+        rc = stage_db_exec(st->host, st->ctx, commit_doc_sql, a, STAGE_NARGS(a), &rows);
         if (rc == CPB_OK && rows == 0) {
             st->host->reason(st->ctx, "update-qty.no_document",
                              "document %" PRId64 " is not in PS_DOC_HDR", doc_id);
@@ -342,12 +288,6 @@ static enum cpb_status update_qty_process(void *state, struct cpb_record *rec)
     return rc;
 }
 
-/* Takes ownership of state; NULL accepted. */
-static void update_qty_fini(void *state)
-{
-    free(state);
-}
-
 /* The stage descriptor: the one exported thing (through cpb_stage_entry, or
  * by name in static builds); constant, borrowed by the host. */
 extern const struct cpb_stage update_qty_stage;
@@ -361,7 +301,7 @@ const struct cpb_stage update_qty_stage = {
     .options_size = sizeof(struct update_qty_options),
     .init = update_qty_init,
     .process = update_qty_process,
-    .fini = update_qty_fini,
+    .fini = stage_state_free, /* the state owns nothing else */
 };
 
 CPB_STAGE_ENTRY(update_qty_stage);

@@ -43,15 +43,14 @@
  * All SQL is portable (SQLite, PostgreSQL, SQL Server) with every value
  * bound; no statement differs by dialect.
  */
-#define _XOPEN_SOURCE 700 /* strptime */
-
 #include <cpbridge/stage.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "stage_util.h"
 
 /* Longest message handed to host->reason (LAST_ERROR holds 500 with the
  * stage prefix the runner adds). */
@@ -238,50 +237,6 @@ static bool is_space(char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 
-/* The number of bytes of s[0..len) that end on a UTF-8 character boundary. */
-static size_t utf8_floor(const char *s, size_t len)
-{
-    while (len > 0 && ((unsigned char)s[len] & 0xC0) == 0x80) {
-        len--;
-    }
-    return len;
-}
-
-/* Copy s into out as printable, quotable text: at most VALIDATE_QUOTE_CHARS
- * characters, control characters and quotes as '?', "..." when cut. */
-static void quote(const char *s, char *out, size_t outlen)
-{
-    size_t o = 0;
-    size_t chars = 0;
-    size_t i = 0;
-    if (outlen == 0) {
-        return;
-    }
-    if (s == NULL) {
-        s = "";
-    }
-    while (s[i] != '\0' && chars < VALIDATE_QUOTE_CHARS && o + 5 < outlen) {
-        unsigned char c = (unsigned char)s[i];
-        if ((c & 0xC0) != 0x80) {
-            chars++;
-        }
-        out[o++] = (c < 0x20 || c == 0x7f || c == '\'') ? '?' : (char)c;
-        i++;
-    }
-    /* Never end inside a character. */
-    while (s[i] != '\0' && ((unsigned char)s[i] & 0xC0) == 0x80 && o + 5 < outlen) {
-        out[o++] = s[i++];
-    }
-    if (s[i] != '\0') {
-        o = utf8_floor(out, o);
-        if (o + 4 <= outlen) {
-            memcpy(out + o, "...", 3);
-            o += 3;
-        }
-    }
-    out[o] = '\0';
-}
-
 /* Trim ASCII space and upper-case ASCII letters of s into out. Returns 0,
  * or -1 when the result does not fit into outlen bytes. */
 static int fold(const char *s, char *out, size_t outlen)
@@ -307,13 +262,6 @@ static int fold(const char *s, char *out, size_t outlen)
     }
     out[end - start] = '\0';
     return 0;
-}
-
-/* Copy a database value into out; -1 when it does not fit. NULL reads "". */
-static int copy_value(const char *v, char *out, size_t outlen)
-{
-    int n = snprintf(out, outlen, "%s", v != NULL ? v : "");
-    return (n < 0 || (size_t)n >= outlen) ? -1 : 0;
 }
 
 /* An amount in ten-thousandths as text: "12.34", or "12.3456" when it has
@@ -346,42 +294,6 @@ static void qty_text(int64_t v, char *out, size_t outlen)
     snprintf(out, outlen, "%s%" PRIu64 ".%s", v < 0 ? "-" : "", a / SCALE, f);
 }
 
-/* The integer at obj[key], or `dflt` when missing or not an integer. */
-static int64_t get_int(json_t *obj, const char *key, int64_t dflt)
-{
-    json_t *v = json_object_get(obj, key);
-    return json_is_integer(v) ? (int64_t)json_integer_value(v) : dflt;
-}
-
-/* The string at obj[key] (borrowed), or "" when missing or not a string. */
-static const char *get_str(json_t *obj, const char *key)
-{
-    const char *s = json_string_value(json_object_get(obj, key));
-    return s != NULL ? s : "";
-}
-
-/* Parse a UTC time "YYYY-MM-DDTHH:MM:SS" (with_time) or "YYYY-MM-DD" into
- * ms since the epoch. Returns 0, or -1 when the text is not such a time
- * (including impossible dates such as February 30th). */
-static int parse_utc(const char *s, bool with_time, int64_t *ms)
-{
-    struct tm tm;
-    struct tm back;
-    memset(&tm, 0, sizeof tm);
-    const char *end = strptime(s, with_time ? "%Y-%m-%dT%H:%M:%S" : "%Y-%m-%d", &tm);
-    if (end == NULL || *end != '\0') {
-        return -1;
-    }
-    struct tm want = tm;
-    time_t t = timegm(&tm);
-    if (t == (time_t)-1 || gmtime_r(&t, &back) == NULL || back.tm_year != want.tm_year ||
-        back.tm_mon != want.tm_mon || back.tm_mday != want.tm_mday) {
-        return -1;
-    }
-    *ms = (int64_t)t * 1000;
-    return 0;
-}
-
 /* round_half_away(num * SCALE / den) for den > 0; -1 on overflow. */
 static int per_unit(int64_t num, int64_t den, int64_t *out)
 {
@@ -389,13 +301,7 @@ static int per_unit(int64_t num, int64_t den, int64_t *out)
     if (den <= 0 || __builtin_mul_overflow(num, (int64_t)SCALE, &scaled)) {
         return -1;
     }
-    int64_t q = scaled / den;
-    int64_t r = scaled % den;
-    int64_t ar = r < 0 ? -r : r;
-    if (ar != 0 && ar >= den - ar) {
-        q += scaled < 0 ? -1 : 1;
-    }
-    *out = q;
+    *out = stage_div_round(scaled, den);
     return 0;
 }
 
@@ -429,7 +335,7 @@ static void fail_add(struct failures *f, const char *code, const char *fmt, ...)
             return;
         }
         /* The first part alone is too long: cut it on a character. */
-        plen = utf8_floor(part, room - 3);
+        plen = stage_utf8_floor(part, room - 3);
         memcpy(part + plen, "...", 4);
         plen += 3;
         f->full = true;
@@ -452,30 +358,6 @@ static void fail_report(struct validate_state *st, const struct failures *f)
     } else {
         st->host->reason(st->ctx, f->code, "%s", f->msg);
     }
-}
-
-/* ---- database helpers --------------------------------------------------- */
-
-/* Prepare `sql` and bind `n` text values (NULL binds SQL NULL). */
-static enum cpb_status prepare_texts(struct validate_state *st, const char *sql,
-                                     const char *const *values, unsigned n, struct cpb_stmt **stmt)
-{
-    enum cpb_status rc = st->host->db_prepare(st->ctx, sql, stmt);
-    for (unsigned i = 0; rc == CPB_OK && i < n; i++) {
-        rc = st->host->db_bind_text(*stmt, i + 1, values[i]);
-    }
-    return rc;
-}
-
-/* Execute and fetch the first row: CPB_OK (a row), CPB_SKIP (none), or an
- * error status (the host recorded the reason). */
-static enum cpb_status first_row(struct validate_state *st, struct cpb_stmt *stmt)
-{
-    enum cpb_status rc = st->host->db_execute(stmt, NULL);
-    if (rc == CPB_OK) {
-        rc = st->host->db_fetch(stmt);
-    }
-    return rc;
 }
 
 /* ---- the store ---------------------------------------------------------- */
@@ -501,11 +383,8 @@ static enum cpb_status load_store(struct validate_state *st)
         st->store_loaded = true;
         return CPB_OK;
     }
-    const char *key[] = {o->store};
-    rc = prepare_texts(st, store_sql, key, 1, &stmt);
-    if (rc == CPB_OK) {
-        rc = first_row(st, stmt);
-    }
+    const struct stage_arg key[] = {stage_arg_text(o->store)};
+    rc = stage_db_query(st->host, st->ctx, store_sql, key, STAGE_NARGS(key), &stmt);
     if (rc == CPB_SKIP) {
         st->host->reason(st->ctx, "store.unknown",
                          "store '%s' has no row in PS_STR_CFG_PS: fix validate's store option,"
@@ -518,8 +397,8 @@ static enum cpb_status load_store(struct validate_state *st)
         rc = st->host->db_col_text(stmt, 1, &loc);
     }
     if (rc == CPB_OK && o->location == NULL) {
-        if (loc == NULL || loc[0] == '\0' || copy_value(loc, st->location, sizeof st->location)) {
-            quote(loc, q, sizeof q);
+        if (loc == NULL || loc[0] == '\0' || stage_copy(loc, st->location, sizeof st->location)) {
+            stage_quote(loc, VALIDATE_QUOTE_CHARS, q, sizeof q);
             st->host->reason(st->ctx, "store.no_location",
                              "store '%s' has no usable PS_STR_CFG_PS.STK_LOC_ID ('%s'): set it,"
                              " or set validate's location option",
@@ -536,7 +415,7 @@ static enum cpb_status load_store(struct validate_state *st)
     if (rc == CPB_OK) {
         if (o->walk_in_customer != NULL) {
             snprintf(st->walk_in, sizeof st->walk_in, "%s", o->walk_in_customer);
-        } else if (copy_value(walk, st->walk_in, sizeof st->walk_in) != 0) {
+        } else if (stage_copy(walk, st->walk_in, sizeof st->walk_in) != 0) {
             st->walk_in[0] = '\0';
         }
         st->store_loaded = true;
@@ -557,7 +436,7 @@ static void check_required(json_t *order, struct failures *f)
     if (!json_is_integer(json_object_get(json_object_get(order, "totals"), "total"))) {
         fail_add(f, "field.missing", "the order has no total: check the store's export");
     }
-    if (get_str(billing, "name")[0] == '\0' && get_str(billing, "email")[0] == '\0') {
+    if (stage_json_str(billing, "name")[0] == '\0' && stage_json_str(billing, "email")[0] == '\0') {
         fail_add(f, "field.missing",
                  "billing has neither a name nor an email: add one to the order in the store");
     }
@@ -566,7 +445,7 @@ static void check_required(json_t *order, struct failures *f)
 /* The order must be in the store's currency: amounts are booked as they are. */
 static void check_currency(const struct validate_state *st, json_t *order, struct failures *f)
 {
-    const char *cur = get_str(order, "currency");
+    const char *cur = stage_json_str(order, "currency");
     char q[VALIDATE_QUOTE_CHARS * 4 + 8];
     if (strcmp(cur, st->opt->currency) == 0) {
         return;
@@ -578,7 +457,7 @@ static void check_currency(const struct validate_state *st, json_t *order, struc
                  st->opt->currency);
         return;
     }
-    quote(cur, q, sizeof q);
+    stage_quote(cur, VALIDATE_QUOTE_CHARS, q, sizeof q);
     fail_add(f, "currency.mismatch",
              "the order is in '%s', Counterpoint's prices are in %s: book it by hand or convert"
              " it in the store",
@@ -590,8 +469,8 @@ static enum cpb_status check_customer(struct validate_state *st, struct cpb_reco
                                       json_t *order, struct failures *f, char *cust)
 {
     struct cpb_stmt *stmt = NULL;
-    int64_t web_id = get_int(order, "customer_id", 0);
-    const char *email = get_str(order, "email");
+    int64_t web_id = stage_json_int(order, "customer_id", 0);
+    const char *email = stage_json_str(order, "email");
     char folded[4 * 50 + 1];
     char q[VALIDATE_QUOTE_CHARS * 4 + 8];
     const char *mapped = NULL;
@@ -600,19 +479,9 @@ static enum cpb_status check_customer(struct validate_state *st, struct cpb_reco
 
     cust[0] = '\0';
     if (web_id > 0) {
-        rc = st->host->db_prepare(st->ctx, customer_map_sql, &stmt);
-        if (rc == CPB_OK) {
-            rc = st->host->db_bind_text(stmt, 1, rec->source != NULL ? rec->source : "");
-        }
-        if (rc == CPB_OK) {
-            rc = st->host->db_bind_int(stmt, 2, web_id);
-        }
-        if (rc == CPB_OK) {
-            rc = st->host->db_bind_int(stmt, 3, 1);
-        }
-        if (rc == CPB_OK) {
-            rc = first_row(st, stmt);
-        }
+        const struct stage_arg a[] = {stage_arg_text(rec->source != NULL ? rec->source : ""),
+                                      stage_arg_int(web_id), stage_arg_int(1)};
+        rc = stage_db_query(st->host, st->ctx, customer_map_sql, a, STAGE_NARGS(a), &stmt);
         if (rc == CPB_OK) {
             rc = st->host->db_col_text(stmt, 1, &mapped);
         }
@@ -620,8 +489,8 @@ static enum cpb_status check_customer(struct validate_state *st, struct cpb_reco
             rc = st->host->db_col_text(stmt, 2, &found);
         }
         if (rc == CPB_OK) {
-            if (found == NULL || copy_value(found, cust, LEN_CUST_NO + 1) != 0) {
-                quote(mapped, q, sizeof q);
+            if (found == NULL || stage_copy(found, cust, LEN_CUST_NO + 1) != 0) {
+                stage_quote(mapped, VALIDATE_QUOTE_CHARS, q, sizeof q);
                 cust[0] = '\0';
                 fail_add(f, "customer.unknown",
                          "USER_CUSTOMER_MAP maps web customer %" PRId64
@@ -639,15 +508,12 @@ static enum cpb_status check_customer(struct validate_state *st, struct cpb_reco
         if (fold(email, folded, sizeof folded) == 0) {
             st->host->db_finalize(stmt);
             stmt = NULL;
-            const char *v[] = {folded, "Y"};
-            rc = prepare_texts(st, customer_email_sql, v, 2, &stmt);
-            if (rc == CPB_OK) {
-                rc = first_row(st, stmt);
-            }
+            const struct stage_arg v[] = {stage_arg_text(folded), stage_arg_text("Y")};
+            rc = stage_db_query(st->host, st->ctx, customer_email_sql, v, STAGE_NARGS(v), &stmt);
             if (rc == CPB_OK) {
                 rc = st->host->db_col_text(stmt, 1, &found);
             }
-            if (rc == CPB_OK && found != NULL && copy_value(found, cust, LEN_CUST_NO + 1) == 0) {
+            if (rc == CPB_OK && found != NULL && stage_copy(found, cust, LEN_CUST_NO + 1) == 0) {
                 goto out;
             }
             if (rc != CPB_OK && rc != CPB_SKIP) {
@@ -668,7 +534,7 @@ static enum cpb_status check_customer(struct validate_state *st, struct cpb_reco
         }
         goto out;
     }
-    quote(email, q, sizeof q);
+    stage_quote(email, VALIDATE_QUOTE_CHARS, q, sizeof q);
     if (email[0] == '\0' && web_id == 0) {
         fail_add(f, "customer.missing",
                  "the order has neither a billing email nor a customer account: add the email"
@@ -715,16 +581,9 @@ static enum cpb_status map_sku(struct validate_state *st, struct line_stmts *s, 
                                char *out, size_t outlen)
 {
     const char *v = NULL;
-    enum cpb_status rc = CPB_OK;
-    if (s->map == NULL) {
-        rc = st->host->db_prepare(st->ctx, item_map_sql, &s->map);
-    }
-    if (rc == CPB_OK) {
-        rc = st->host->db_bind_text(s->map, 1, key);
-    }
-    if (rc == CPB_OK) {
-        rc = first_row(st, s->map);
-    }
+    const struct stage_arg a[] = {stage_arg_text(key)};
+    enum cpb_status rc =
+        stage_db_query(st->host, st->ctx, item_map_sql, a, STAGE_NARGS(a), &s->map);
     if (rc == CPB_OK) {
         rc = st->host->db_col_text(s->map, 1, &v);
     }
@@ -742,22 +601,15 @@ static enum cpb_status item_query(struct validate_state *st, struct cpb_stmt **s
     const char *v = NULL;
     int64_t price = 0;
     bool null = true;
-    enum cpb_status rc = CPB_OK;
+    const struct stage_arg a[] = {stage_arg_text(st->location), stage_arg_text("*"),
+                                  stage_arg_text("*"), stage_arg_text("*"),
+                                  stage_arg_text(item_no)};
+    enum cpb_status rc = stage_db_query(st->host, st->ctx, sql, a, STAGE_NARGS(a), stmt);
 
-    if (*stmt == NULL) {
-        rc = st->host->db_prepare(st->ctx, sql, stmt);
-    }
-    const char *values[] = {st->location, "*", "*", "*", item_no};
-    for (unsigned i = 0; rc == CPB_OK && i < 5; i++) {
-        rc = st->host->db_bind_text(*stmt, i + 1, values[i]);
-    }
-    if (rc == CPB_OK) {
-        rc = first_row(st, *stmt);
-    }
     if (rc == CPB_OK) {
         rc = st->host->db_col_text(*stmt, 1, &v);
     }
-    if (rc == CPB_OK && copy_value(v, row->item_no, sizeof row->item_no) != 0) {
+    if (rc == CPB_OK && stage_copy(v, row->item_no, sizeof row->item_no) != 0) {
         rc = CPB_SKIP; /* an item number longer than Counterpoint's: not ours */
     }
     if (rc == CPB_OK) {
@@ -781,8 +633,8 @@ static enum cpb_status item_query(struct validate_state *st, struct cpb_stmt **s
 static void check_price(struct validate_state *st, struct cpb_record *rec, json_t *line,
                         int64_t seq, const struct item_row *row, struct failures *f)
 {
-    int64_t qty = get_int(line, "qty", 0);
-    int64_t subtotal = get_int(line, "subtotal", 0);
+    int64_t qty = stage_json_int(line, "qty", 0);
+    int64_t subtotal = stage_json_int(line, "subtotal", 0);
     int64_t price = 0;
     char a[32];
     char b[32];
@@ -837,10 +689,10 @@ static enum cpb_status check_lines(struct validate_state *st, struct cpb_record 
 
     json_array_foreach(lines, i, line)
     {
-        int64_t seq = get_int(line, "seq", (int64_t)i + 1);
-        const char *sku = get_str(line, "sku");
+        int64_t seq = stage_json_int(line, "seq", (int64_t)i + 1);
+        const char *sku = stage_json_str(line, "sku");
         const char *item_no = json_string_value(json_object_get(line, "item_no"));
-        int64_t qty = get_int(line, "qty", 0);
+        int64_t qty = stage_json_int(line, "qty", 0);
         char key[4 * LEN_MAP_SKU + 1];
         char cand[LEN_ITEM_NO + 1];
         char q[VALIDATE_QUOTE_CHARS * 4 + 8];
@@ -851,7 +703,7 @@ static enum cpb_status check_lines(struct validate_state *st, struct cpb_record 
 
         key[0] = '\0';
         memset(&row, 0, sizeof row);
-        quote(sku, q, sizeof q);
+        stage_quote(sku, VALIDATE_QUOTE_CHARS, q, sizeof q);
         if (qty <= 0) {
             qty_text(qty, qa, sizeof qa);
             fail_add(f, "qty.invalid",
@@ -911,7 +763,7 @@ static enum cpb_status check_lines(struct validate_state *st, struct cpb_record 
         }
         if (strcmp(row.stat, "A") != 0) {
             char qs[VALIDATE_QUOTE_CHARS + 8];
-            quote(row.stat, qs, sizeof qs);
+            stage_quote(row.stat, VALIDATE_QUOTE_CHARS, qs, sizeof qs);
             fail_add(f, "item.inactive",
                      "line %" PRId64 " item %s is not active (STAT '%s'): reactivate it in"
                      " Counterpoint or change the order",
@@ -939,8 +791,8 @@ static void check_dates(struct validate_state *st, json_t *order, struct failure
                  "the order has no creation date (date_created_gmt): check the store's export");
         return;
     }
-    if (parse_utc(json_string_value(created), true, &ms) != 0) {
-        quote(json_string_value(created), q, sizeof q);
+    if (stage_parse_utc(json_string_value(created), true, &ms) != 0) {
+        stage_quote(json_string_value(created), VALIDATE_QUOTE_CHARS, q, sizeof q);
         fail_add(f, "date.missing", "the creation date '%s' is not readable", q);
         return;
     }
@@ -962,11 +814,11 @@ static void check_dates(struct validate_state *st, json_t *order, struct failure
 static void check_totals(json_t *order, struct failures *f)
 {
     json_t *t = json_object_get(order, "totals");
-    int64_t lines = get_int(t, "lines_total", 0);
-    int64_t ship = get_int(t, "shipping", 0);
-    int64_t fees = get_int(t, "fees", 0);
-    int64_t tax = get_int(t, "tax", 0);
-    int64_t total = get_int(t, "total", 0);
+    int64_t lines = stage_json_int(t, "lines_total", 0);
+    int64_t ship = stage_json_int(t, "shipping", 0);
+    int64_t fees = stage_json_int(t, "fees", 0);
+    int64_t tax = stage_json_int(t, "tax", 0);
+    int64_t total = stage_json_int(t, "total", 0);
     int64_t sum = 0;
     char a[32], b[32], c[32], d[32], e[32], g[32];
 
@@ -1001,7 +853,7 @@ static enum cpb_status check_duplicate(struct validate_state *st, json_t *order,
                                        int64_t *doc_id)
 {
     struct cpb_stmt *stmt = NULL;
-    const char *number = get_str(order, "number");
+    const char *number = stage_json_str(order, "number");
     size_t max = st->opt->ref_column == REF_CUST_PO_NO ? LEN_CUST_PO_NO : LEN_REF;
     const char *column = ref_column_choices[st->opt->ref_column];
     char q[VALIDATE_QUOTE_CHARS * 4 + 8];
@@ -1014,18 +866,16 @@ static enum cpb_status check_duplicate(struct validate_state *st, json_t *order,
         return CPB_OK;
     }
     if (strlen(number) > max) {
-        quote(number, q, sizeof q);
+        stage_quote(number, VALIDATE_QUOTE_CHARS, q, sizeof q);
         fail_add(f, "field.too_long",
                  "the order number '%s' is longer than PS_DOC_HDR.%s (%zu): use ref_column"
                  " REF",
                  q, column, max);
         return CPB_OK;
     }
-    const char *v[] = {number, "O"};
-    rc = prepare_texts(st, duplicate_sql[st->opt->ref_column], v, 2, &stmt);
-    if (rc == CPB_OK) {
-        rc = first_row(st, stmt);
-    }
+    const struct stage_arg v[] = {stage_arg_text(number), stage_arg_text("O")};
+    rc = stage_db_query(st->host, st->ctx, duplicate_sql[st->opt->ref_column], v, STAGE_NARGS(v),
+                        &stmt);
     if (rc == CPB_OK) {
         rc = st->host->db_col_int(stmt, 1, doc_id, &null);
     }
@@ -1037,7 +887,7 @@ static enum cpb_status check_duplicate(struct validate_state *st, json_t *order,
         goto out;
     }
     if (st->opt->on_existing_document == EXISTING_FAIL) {
-        quote(number, q, sizeof q);
+        stage_quote(number, VALIDATE_QUOTE_CHARS, q, sizeof q);
         fail_add(f, "duplicate.document",
                  "Counterpoint already has order document %" PRId64
                  " with %s '%s': cancel this order, or set on_existing_document = adopt",
@@ -1060,8 +910,8 @@ static enum cpb_status report_problems(struct validate_state *st, json_t *proble
     memset(&f, 0, sizeof f);
     json_array_foreach(problems, i, p)
     {
-        quote(get_str(p, "field"), qf, sizeof qf);
-        snprintf(qm, sizeof qm, "%s", get_str(p, "message"));
+        stage_quote(stage_json_str(p, "field"), VALIDATE_QUOTE_CHARS, qf, sizeof qf);
+        snprintf(qm, sizeof qm, "%s", stage_json_str(p, "message"));
         fail_add(&f, "payload.malformed", "%s %s", qf, qm);
     }
     fail_report(st, &f);
@@ -1074,16 +924,14 @@ static enum cpb_status report_problems(struct validate_state *st, json_t *proble
 static int validate_init(const struct cpb_host *host, struct cpb_ctx *ctx, const void *options,
                          void **state)
 {
-    struct validate_state *st = calloc(1, sizeof *st);
-    *state = st;
+    struct validate_state *st = stage_state_new(host, ctx, sizeof *st, state);
     if (st == NULL) {
-        host->log(ctx, CPB_LOG_ERROR, "out of memory");
         return -1;
     }
     st->host = host;
     st->ctx = ctx;
     st->opt = options;
-    if (parse_utc(st->opt->date_floor, false, &st->floor_ms) != 0) {
+    if (stage_parse_utc(st->opt->date_floor, false, &st->floor_ms) != 0) {
         host->log(ctx, CPB_LOG_ERROR,
                   "date_floor '%s' is not a date such as \"2015-01-01\" (YYYY-MM-DD, UTC)",
                   st->opt->date_floor);
@@ -1161,12 +1009,6 @@ out:
     return rc;
 }
 
-/* Takes ownership of state; NULL accepted. */
-static void validate_fini(void *state)
-{
-    free(state);
-}
-
 /* The stage descriptor: the one exported thing (through cpb_stage_entry, or
  * by name in static builds); constant, borrowed by the host. */
 extern const struct cpb_stage validate_stage;
@@ -1180,7 +1022,7 @@ const struct cpb_stage validate_stage = {
     .options_size = sizeof(struct validate_options),
     .init = validate_init,
     .process = validate_process,
-    .fini = validate_fini,
+    .fini = stage_state_free, /* the state owns nothing else */
 };
 
 CPB_STAGE_ENTRY(validate_stage);
