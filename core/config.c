@@ -567,8 +567,20 @@ static int scan_file(const char *path, const char *shown, const char *include_di
             }
             if (i < len && t[i] == '"') {
                 size_t start = ++i;
-                while (i < len && t[i] != '"' && t[i] != '\n') {
+                /* libconfig reads the name up to the next quote, line
+                 * breaks included: so must this scan. */
+                while (i < len && t[i] != '"') {
+                    line += t[i] == '\n';
                     i++;
+                }
+                if (mode == SCAN_INCLUDES &&
+                    (memchr(t + start, '\n', i - start) != NULL ||
+                     memchr(t + start, '\\', i - start) != NULL || i >= len)) {
+                    err_set(err, CPB_EXIT_CONFIG,
+                            "%s:%d: an @include file name must be one quoted line without"
+                            " backslashes",
+                            shown, line);
+                    goto out;
                 }
                 struct buf name = BUF_INIT;
                 struct buf full = BUF_INIT;

@@ -1252,7 +1252,12 @@ int runner_run(struct pipeline *p, const struct run_options *o, struct run_resul
     if (!o->dry_run) {
         run_sources(&r);
         r.due_by = host_now_ms();
-        if (!r.fatal_db) {
+        if (!has_kind(p, CPB_STEP)) {
+            /* Nothing would apply an order: claiming one would mark it
+             * APPLIED with no document. Such a pipeline only stages. */
+            log_msg(CPB_LOG_INFO, NULL, 0,
+                    "no step stages: orders are staged, and processed by a pipeline with steps");
+        } else if (!r.fatal_db) {
             run_orders(&r);
         }
     } else {

@@ -4,7 +4,9 @@
 # UndefinedBehaviorSanitizer), start the servers the tests need (a
 # throwaway PostgreSQL 15 on a free 127.0.0.1 port; the tests start their
 # own HTTP, WooCommerce stand-in, webhook and SMTP servers), run every test
-# in both builds, and stop everything again, whatever happens.
+# in both builds (unit, stage, end-to-end, concurrency and crash tests, the
+# package build), run each fuzz target briefly, run the demo, and stop
+# everything again, whatever happens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -33,6 +35,14 @@ for dir in build build-asan; do
     status=1
   fi
 done
+# The fuzz targets (libFuzzer, clang): a short run of each, 30 s; a
+# finding fails the run (tests/fuzz/README.md documents longer runs).
+echo "== fuzz: tests/fuzz/run.sh 30"
+if ! tests/fuzz/run.sh 30; then
+  echo "fuzz: FAILED" >&2
+  status=1
+fi
+
 # The README's first command works too (it reuses the plain build).
 echo "== demo: scripts/demo.sh"
 if ! scripts/demo.sh >"$svc/demo.log" 2>&1; then

@@ -449,9 +449,18 @@ static void test_includes(void)
     /* An include naming a directory: libconfig 1.5's scanner would exit()
      * the process; cpbridge refuses the file before libconfig reads it. */
     expect_load_error(scratch("incdir.cfg", "name = \"x\";\n@include \"\"\n" ONE_STAGE),
-                      CPB_EXIT_CONFIG, "incdir.cfg:2: cannot include \"\": it is not a regular file");
+                      CPB_EXIT_CONFIG,
+                      "incdir.cfg:2: cannot include \"\": it is not a regular file");
     expect_load_error(scratch("incmissing.cfg", "name = \"x\";\n@include \"nope.inc\"\n" ONE_STAGE),
                       CPB_EXIT_CONFIG, "incmissing.cfg:2: cannot open include file \"nope.inc\"");
+    /* libconfig reads an include name across line breaks; cpbridge refuses
+     * such names (and backslashes) rather than guess what libconfig opens. */
+    expect_load_error(scratch("incnl.cfg", "name = \"x\";\n@include \"a\nb\"\n" ONE_STAGE),
+                      CPB_EXIT_CONFIG,
+                      "incnl.cfg:3: an @include file name must be one quoted line");
+    expect_load_error(scratch("incbs.cfg", "name = \"x\";\n@include \"a\\\\b\"\n" ONE_STAGE),
+                      CPB_EXIT_CONFIG,
+                      "incbs.cfg:2: an @include file name must be one quoted line");
     /* A valid include works from another working directory too. */
     scratch("inc-ok.inc", "run = { batch = 7; };\n");
     char cwd[PATH_MAX];

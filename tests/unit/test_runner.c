@@ -527,6 +527,30 @@ static void test_source_orders_applied_same_run(void)
     db_close(db);
 }
 
+/* A pipeline without step stages only stages: it never marks an order
+ * APPLIED (with no document). */
+static void test_no_steps_only_stages(void)
+{
+    struct db *db = open_db();
+    struct run_result res;
+    json_t *a = make_order("95");
+    CU_ASSERT_EQUAL_FATAL(cpbtest_sh("mkdir -p '%s'", cpbtest_path("in95")), 0);
+    CU_ASSERT_EQUAL_FATAL(json_dump_file(a, cpbtest_path("in95/o.json"), 0), 0);
+    json_decref(a);
+    CU_ASSERT_EQUAL(run_pipeline(pipeline_ex("", cpbtest_path("in95"), NULL, "", NULL), false,
+                                 &res),
+                    CPB_EXIT_OK);
+    CU_ASSERT_EQUAL(res.counts.staged, 1);
+    CU_ASSERT_EQUAL(res.counts.claimed, 0);
+    CU_ASSERT_EQUAL(res.counts.applied, 0);
+    assert_status(db, "95", "PENDING");
+    CU_ASSERT_EQUAL(attempts(db, "95"), 0);
+    /* The pipeline with steps applies it. */
+    CU_ASSERT_EQUAL(run_pipeline(pipeline("", NULL, NULL), false, &res), CPB_EXIT_OK);
+    assert_status(db, "95", "APPLIED");
+    db_close(db);
+}
+
 /* A wrong option names its place in the file once, and the stage. */
 static void test_option_error_names_place_once(void)
 {
@@ -916,6 +940,11 @@ static void t22(void)
     run_fresh(test_changed_after_apply_flagged_once);
 }
 
+static void t23(void)
+{
+    run_fresh(test_no_steps_only_stages);
+}
+
 static const struct cpbtest_case cases[] = {
     CASE("applied, after-commit once, nothing twice", t1),
     CASE("FAIL holds the order INVALID with its reason", t2),
@@ -939,6 +968,7 @@ static const struct cpbtest_case cases[] = {
     CASE("a rolled-back order stays so when the store changes it", t20),
     CASE("a run rewrites the metrics file", t21),
     CASE("a change after apply is flagged once per version", t22),
+    CASE("a pipeline without steps only stages", t23),
     {NULL, NULL},
 };
 static const struct cpbtest_suite suite = {"runner", setup, NULL, cases};
