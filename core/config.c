@@ -483,7 +483,7 @@ static int check_number(const char *word, size_t len, const char *shown, int lin
 /* What scan_file looks for. */
 enum scan_mode {
     /* Before libconfig reads the file: every @include names a regular file.
-     * libconfig 1.5's scanner calls exit() when an include names a
+     * libconfig 1.5's scanner ends the whole process when an include names a
      * directory (`@include ""`), so such a file must never reach it. */
     SCAN_INCLUDES,
     /* After libconfig accepted the file: libconfig 1.5 wraps integer

@@ -438,7 +438,7 @@ static int set_helo(struct notify_email *s)
     return 0;
 }
 
-/* Check the url option and build the URL curl gets (EHLO name as path). */
+/* Check the url option and build the URL handed to curl (EHLO name as path). */
 static int build_url(struct notify_email *s)
 {
     CURLU *u = curl_url();
