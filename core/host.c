@@ -6,6 +6,7 @@
  */
 #include "host.h"
 
+#include <math.h>
 #include <openssl/rand.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,6 +27,7 @@ struct cpb_ctx {
     char reason_msg[1024];
     long retry_after_ms;
     char *state_value;
+    json_t *metrics; /* name -> number, from metric_add */
 };
 
 /* The statement wrappers need the context: statements are db statements,
@@ -78,10 +80,35 @@ static void h_event(struct cpb_ctx *ctx, const char *name, json_t *details)
     }
 }
 
+/* Metric names become Prometheus label values: keep them plain. */
+static bool metric_name_ok(const char *name)
+{
+    size_t n = 0;
+    for (; name != NULL && name[n] != '\0'; n++) {
+        char c = name[n];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) {
+            return false;
+        }
+    }
+    return n > 0 && n <= 64;
+}
+
 static void h_metric_add(struct cpb_ctx *ctx, const char *name, double value)
 {
-    /* Stage metrics are written with the run's metrics file. */
-    log_msg(CPB_LOG_DEBUG, ctx->stage_id, ctx->env->order_id, "metric %s += %g", name, value);
+    if (!metric_name_ok(name) || !isfinite(value)) {
+        log_msg(CPB_LOG_WARN, ctx->stage_id, 0,
+                "metric_add ignored: a name is 1 to 64 of a-z, 0-9 and _, and a value a finite"
+                " number");
+        return;
+    }
+    if (ctx->metrics == NULL) {
+        ctx->metrics = json_object();
+        if (ctx->metrics == NULL) {
+            return;
+        }
+    }
+    double now = json_number_value(json_object_get(ctx->metrics, name));
+    json_object_set_new(ctx->metrics, name, json_real(now + value));
 }
 
 static enum cpb_status h_emit(struct cpb_ctx *ctx, json_t *order)
@@ -353,6 +380,7 @@ void host_ctx_free(struct cpb_ctx *ctx)
     }
     http_client_free(ctx->http);
     free(ctx->state_value);
+    json_decref(ctx->metrics);
     free(ctx);
 }
 
@@ -372,6 +400,11 @@ void host_reason_clear(struct cpb_ctx *ctx)
     ctx->reason_msg[0] = '\0';
     ctx->retry_after_ms = -1;
     current = ctx;
+}
+
+json_t *host_ctx_metrics(const struct cpb_ctx *ctx)
+{
+    return ctx->metrics;
 }
 
 long host_retry_after_ms(const struct cpb_ctx *ctx)

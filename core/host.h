@@ -44,6 +44,10 @@ void host_reason_clear(struct cpb_ctx *ctx);
  * or -1: the runner does not retry the order before it. */
 long host_retry_after_ms(const struct cpb_ctx *ctx);
 
+/* What the stage added with metric_add (name -> number), borrowed; NULL
+ * when nothing was added. */
+json_t *host_ctx_metrics(const struct cpb_ctx *ctx);
+
 /* The engine's clock: UTC ms since the epoch. */
 int64_t host_now_ms(void);
 

@@ -406,6 +406,22 @@ static void render(struct buf *b, const char *path, const struct metrics_run *ru
             snprintf(v, sizeof v, "%lu", s->calls);
             sample(b, "cpbridge_stage_calls", p, "stage", s->id, "kind", s->kind, v);
         }
+        bool any = false;
+        for (size_t i = 0; i < run->n_stages; i++) {
+            const struct metrics_stage *s = &run->stages[i];
+            const char *key;
+            json_t *val;
+            json_object_foreach(s->custom, key, val)
+            {
+                if (!any) {
+                    family(b, "cpbridge_stage_metric", "gauge",
+                           "Values the stages added with metric_add during the last run.");
+                    any = true;
+                }
+                snprintf(v, sizeof v, "%.17g", json_number_value(val));
+                sample(b, "cpbridge_stage_metric", p, "stage", s->id, "name", key, v);
+            }
+        }
     }
 
     if (snap != NULL) {

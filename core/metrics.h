@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "db.h"
 #include "err.h"
 #include "staging.h"
@@ -21,6 +23,8 @@ struct metrics_stage {
     const char *kind; /* "source", "step", "after-commit", "notify" */
     unsigned long calls;
     double seconds; /* total time in the stage during the run */
+    json_t *custom; /* borrowed, may be NULL: name -> number, what the stage
+                       added with the host's metric_add during the run */
 };
 
 struct metrics_run {

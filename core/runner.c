@@ -1136,6 +1136,7 @@ static void write_metrics(struct runner *r, struct db *db, int64_t started, int 
         stages[i].kind = kinds[r->p->st[i].ls.desc->kind];
         stages[i].calls = r->times[i].calls;
         stages[i].seconds = (double)r->times[i].us / 1e6;
+        stages[i].custom = host_ctx_metrics(r->p->st[i].ctx);
     }
     struct metrics_run m = {
         .pipeline = r->p->cfg->name,

@@ -287,9 +287,9 @@ static int entries(const char *dir)
 /* ---- tests ------------------------------------------------------------------ */
 
 static const struct metrics_stage stages[] = {
-    {"samples \"woo\" \\x", "source", 1, 0.5},
-    {"create-order", "step", 4, 1.25},
-    {"odd\nid", "after-commit", 2, 0.001},
+    {"samples \"woo\" \\x", "source", 1, 0.5, NULL},
+    {"create-order", "step", 4, 1.25, NULL},
+    {"odd\nid", "after-commit", 2, 0.001, NULL},
 };
 
 static void test_format_and_figures(void)

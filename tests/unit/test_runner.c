@@ -765,6 +765,8 @@ static void test_metrics_file_written(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(prom, "cpbridge_run_orders{pipeline=\"runner-test\",result=\"applied\"} 1"));
     CU_ASSERT_PTR_NOT_NULL(strstr(prom, "cpbridge_last_run_exit_code{pipeline=\"runner-test\"} 0"));
     CU_ASSERT_PTR_NOT_NULL(strstr(prom, "stage=\"test-step\""));
+    CU_ASSERT_PTR_NOT_NULL(strstr(
+        prom, "cpbridge_stage_metric{pipeline=\"runner-test\",stage=\"test-step\",name=\"calls\"} 1\n"));
     free(prom);
     db_close(db);
 }

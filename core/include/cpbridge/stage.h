@@ -234,7 +234,11 @@ struct cpb_host {
      */
     void (*event)(struct cpb_ctx *ctx, const char *name, json_t *details);
 
-    /** Add `value` to the counter cpbridge_stage_<name>{stage="<id>"}. */
+    /**
+     * Add `value` to this stage instance's metric `name` (1 to 64 of a-z,
+     * 0-9 and _) for the run; the run's metrics file (metrics.file) shows it
+     * as cpbridge_stage_metric{stage="<id>",name="<name>"}.
+     */
     void (*metric_add)(struct cpb_ctx *ctx, const char *name, double value);
 
     /**
