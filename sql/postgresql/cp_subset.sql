@@ -198,6 +198,12 @@ CREATE TABLE PS_DOC_HDR (
     LST_MAINT_USR_ID VARCHAR(10),
     CONSTRAINT UQ_PS_DOC_HDR_TKT_NO UNIQUE (STR_ID, TKT_NO)
 );
+-- validate's duplicate check looks documents up by the web order number
+-- (ref_column REF or CUST_PO_NO): without these it scans every document
+-- per order (docs/PERFORMANCE.md). On a real Counterpoint database check the
+-- plan and add the same index if REF is not indexed there.
+CREATE INDEX IX_PS_DOC_HDR_REF ON PS_DOC_HDR (REF, DOC_TYP);
+CREATE INDEX IX_PS_DOC_HDR_CUST_PO_NO ON PS_DOC_HDR (CUST_PO_NO, DOC_TYP);
 
 -- Lines. LIN_TYP 'O' on an order, and QTY_SOLD is the quantity for every type.
 CREATE TABLE PS_DOC_LIN (

@@ -17,3 +17,5 @@ CREATE INDEX IX_USER_ALERT_OUTBOX_PIPELINE ON USER_ALERT_OUTBOX (PIPELINE, OUTBO
 -- The hash of the last version of an applied order that the store changed
 -- and that was flagged for a person: the same change is flagged once.
 ALTER TABLE USER_ORDER_STAGING ADD COLUMN CHANGED_HASH VARCHAR(64);
+-- Claims read their rows back, and renew their leases, by LEASE_TOKEN.
+CREATE INDEX IX_USER_ORDER_STAGING_LEASE ON USER_ORDER_STAGING (LEASE_TOKEN);
