@@ -107,13 +107,18 @@ static void currency_of(json_t *norm, char out[4])
     }
 }
 
-static enum cpb_status insert_lines(struct db *db, int64_t id, json_t *norm)
+/* Write the order's lines; `replace`: delete the previous version's first
+ * (a new order has none, so it skips that statement). */
+static enum cpb_status insert_lines(struct db *db, int64_t id, json_t *norm, bool replace)
 {
     json_t *lines = json_object_get(norm, "lines");
     size_t i;
     json_t *line;
-    enum cpb_status rc = sql_exec(db, "DELETE FROM USER_ORDER_STAGING_LIN WHERE STAGING_ID = ?",
-                                  (struct sql_arg[]){sql_int(id)}, 1, NULL);
+    enum cpb_status rc = CPB_OK;
+    if (replace) {
+        rc = sql_exec(db, "DELETE FROM USER_ORDER_STAGING_LIN WHERE STAGING_ID = ?",
+                      (struct sql_arg[]){sql_int(id)}, 1, NULL);
+    }
     if (rc != CPB_OK) {
         return rc;
     }
@@ -278,7 +283,7 @@ static enum cpb_status upsert_in_tx(struct db *db, void *arg)
         if (rc != CPB_OK) {
             goto out;
         }
-        rc = insert_lines(db, u->id, u->norm);
+        rc = insert_lines(db, u->id, u->norm, false);
         if (rc != CPB_OK) {
             goto out;
         }
@@ -346,7 +351,7 @@ static enum cpb_status upsert_in_tx(struct db *db, void *arg)
     if (rc != CPB_OK) {
         goto out;
     }
-    rc = insert_lines(db, u->id, u->norm);
+    rc = insert_lines(db, u->id, u->norm, true);
     if (rc != CPB_OK) {
         goto out;
     }
