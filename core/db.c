@@ -26,7 +26,7 @@
 #include "text.h"
 
 /* Most idle prepared statements a connection keeps. */
-#define DB_CACHE_MAX 64
+#define DB_CACHE_MAX 128
 /* Texts longer than this are bound as SQL_LONGVARCHAR (nvarchar(4000) and
  * varchar(8000) are SQL Server's limits for non-max types). */
 #define DB_LONG_TEXT 4000

@@ -201,27 +201,34 @@ struct stage_arg stage_arg_time(int64_t ms)
     return a;
 }
 
-enum cpb_status stage_db_bind(const struct cpb_host *host, struct cpb_stmt *stmt,
-                              const struct stage_arg *args, unsigned n)
+enum cpb_status stage_db_bind_at(const struct cpb_host *host, struct cpb_stmt *stmt, unsigned first,
+                                 const struct stage_arg *args, unsigned n)
 {
     enum cpb_status rc = CPB_OK;
     for (unsigned i = 0; rc == CPB_OK && i < n; i++) {
+        unsigned idx = first + i;
         switch (args[i].type) {
         case STAGE_ARG_TEXT:
-            rc = host->db_bind_text(stmt, i + 1, args[i].text);
+            rc = host->db_bind_text(stmt, idx, args[i].text);
             break;
         case STAGE_ARG_INT:
-            rc = host->db_bind_int(stmt, i + 1, args[i].value);
+            rc = host->db_bind_int(stmt, idx, args[i].value);
             break;
         case STAGE_ARG_DECIMAL:
-            rc = host->db_bind_decimal(stmt, i + 1, args[i].value);
+            rc = host->db_bind_decimal(stmt, idx, args[i].value);
             break;
         case STAGE_ARG_TIME:
-            rc = host->db_bind_time(stmt, i + 1, args[i].value);
+            rc = host->db_bind_time(stmt, idx, args[i].value);
             break;
         }
     }
     return rc;
+}
+
+enum cpb_status stage_db_bind(const struct cpb_host *host, struct cpb_stmt *stmt,
+                              const struct stage_arg *args, unsigned n)
+{
+    return stage_db_bind_at(host, stmt, 1, args, n);
 }
 
 enum cpb_status stage_db_prepare(const struct cpb_host *host, struct cpb_ctx *ctx, const char *sql,

@@ -102,6 +102,12 @@ struct stage_arg stage_arg_time(int64_t ms);
 enum cpb_status stage_db_bind(const struct cpb_host *host, struct cpb_stmt *stmt,
                               const struct stage_arg *args, unsigned n);
 
+/* Bind args[0..n) (borrowed) to the parameters first..first+n-1 of stmt
+ * (first is 1-based), e.g. one row of a multi-row INSERT. Returns CPB_OK
+ * or the first failing bind's status (the host set the reason). */
+enum cpb_status stage_db_bind_at(const struct cpb_host *host, struct cpb_stmt *stmt, unsigned first,
+                                 const struct stage_arg *args, unsigned n);
+
 /* Prepare `sql` (borrowed) when *stmt is NULL, else reuse *stmt, and bind
  * args (borrowed). *stmt belongs to the caller, who releases it with
  * host->db_finalize whatever the outcome. */

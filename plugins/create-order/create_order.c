@@ -1,9 +1,10 @@
 /*
  * create_order.c — the "create-order" step stage: writes a validated web
  * order into Counterpoint as an order document (DOC_TYP 'O', lines LIN_TYP
- * 'O') inside the order's transaction: PS_DOC_HDR, PS_DOC_LIN per line,
- * PS_DOC_HDR_TOT, PS_DOC_HDR_MISC_CHRG (shipping, fees), PS_DOC_CONTACT
- * (bill-to 1, ship-to 2), PS_DOC_PMT and PS_DOC_NOTE. It never commits: the
+ * 'O') inside the order's transaction: PS_DOC_HDR, PS_DOC_LIN per line
+ * (multi-row INSERTs of up to 10 rows), PS_DOC_HDR_TOT, PS_DOC_HDR_MISC_CHRG
+ * (shipping, fees), PS_DOC_CONTACT (bill-to 1, ship-to 2, one INSERT),
+ * PS_DOC_PMT and PS_DOC_NOTE. It never commits: the
  * engine commits the document together with the staging row's APPLIED mark,
  * and rolls everything back when any step fails.
  *
@@ -187,11 +188,14 @@ static const char store_counter_select_sql[] =
     "SELECT NXT_ORD_NO FROM PS_STR_CFG_PS WHERE STR_ID = ?";
 static const char store_location_sql[] = "SELECT STK_LOC_ID FROM PS_STR_CFG_PS WHERE STR_ID = ?";
 static const char adopt_sql[] = "SELECT TKT_NO, STK_LOC_ID FROM PS_DOC_HDR WHERE DOC_ID = ?";
-static const char line_sql[] =
+/* PS_DOC_LIN rows go in by multi-row INSERTs of up to LINE_CHUNK rows: one
+ * text per row count, built once in init (struct create_order_state). */
+#define LINE_CHUNK 10
+#define LINE_COLS  18
+static const char line_head[] =
     "INSERT INTO PS_DOC_LIN (DOC_ID, LIN_SEQ_NO, STR_ID, STA_ID, TKT_NO, LIN_TYP, ITEM_NO,"
     " DESCR, QTY_SOLD, SELL_UNIT, PRC, EXT_PRC, GROSS_EXT_PRC, CALC_EXT_PRC, USR_ENTD_PRC,"
-    " STK_LOC_ID, PRC_LOC_ID, LIN_GUID)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    " STK_LOC_ID, PRC_LOC_ID, LIN_GUID) VALUES ";
 static const char total_sql[] =
     "INSERT INTO PS_DOC_HDR_TOT (DOC_ID, TOT_TYP, LINS, SUB_TOT, TAX_AMT, NORM_TAX_AMT,"
     " TOT_MISC, TOT_HDR_DISC, TOT_LIN_DISC, TOT, AMT_DUE, TOT_TND, INITIAL_MIN_DUE,"
@@ -200,10 +204,13 @@ static const char total_sql[] =
 static const char misc_sql[] =
     "INSERT INTO PS_DOC_HDR_MISC_CHRG (DOC_ID, TOT_TYP, MISC_CHRG_NO, MISC_TYP, MISC_AMT,"
     " MISC_PCT) VALUES (?, ?, ?, ?, ?, ?)";
+/* Both contacts (bill-to 1, ship-to 2) in one statement, 15 columns each. */
+#define CONTACT_COLS 15
 static const char contact_sql[] =
     "INSERT INTO PS_DOC_CONTACT (DOC_ID, CONTACT_ID, NAM, FST_NAM, LST_NAM, ADRS_1, ADRS_2,"
     " ADRS_3, CITY, STATE, ZIP_COD, CNTRY, PHONE_1, EMAIL_ADRS_1, NAM_TYP)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?),"
+    " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 static const char payment_sql[] =
     "INSERT INTO PS_DOC_PMT (DOC_ID, PMT_SEQ_NO, PAY_COD, AMT, HOME_CURNCY_AMT, FINAL_PMT,"
     " PAY_DAT, DESCR, STR_ID, STA_ID, TKT_NO) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
@@ -213,6 +220,8 @@ struct create_order_state {
     const struct cpb_host *host;            /* borrowed until fini */
     struct cpb_ctx *ctx;                    /* borrowed until fini */
     const struct create_order_options *opt; /* borrowed until fini */
+    /* line_sql[k - 1]: the PS_DOC_LIN INSERT of k rows. */
+    char line_sql[LINE_CHUNK][sizeof line_head + LINE_CHUNK * (LINE_COLS * 3 + 4)];
 };
 
 /* The document being written. */
@@ -453,51 +462,86 @@ static enum cpb_status insert_header(struct create_order_state *st, const struct
     return stage_db_exec(st->host, st->ctx, header_sql[o->ref_column], a, STAGE_NARGS(a), NULL);
 }
 
+/* The PS_DOC_LIN INSERT of `rows` (1..LINE_CHUNK) rows into out (outlen
+ * bytes): line_head, then "(?, ...)" LINE_COLS times per row. Returns 0, or
+ * -1 when out is too small. */
+static int build_line_sql(char *out, size_t outlen, unsigned rows)
+{
+    size_t len = 0;
+    int n = snprintf(out, outlen, "%s", line_head);
+    if (n < 0 || (size_t)n >= outlen) {
+        return -1;
+    }
+    len = (size_t)n;
+    for (unsigned r = 0; r < rows; r++) {
+        for (unsigned c = 0; c < LINE_COLS; c++) {
+            const char *pre = c == 0 ? (r == 0 ? "(" : ", (") : ", ";
+            const char *post = c + 1 == LINE_COLS ? ")" : "";
+            n = snprintf(out + len, outlen - len, "%s?%s", pre, post);
+            if (n < 0 || (size_t)n >= outlen - len) {
+                return -1;
+            }
+            len += (size_t)n;
+        }
+    }
+    return 0;
+}
+
+/* Bind line i (0-based) of the order as row `row` (0-based) of a
+ * multi-row PS_DOC_LIN INSERT. */
+static enum cpb_status bind_line(struct create_order_state *st, const struct doc *d,
+                                 struct cpb_stmt *stmt, unsigned row, size_t i, json_t *line,
+                                 json_t *items)
+{
+    const struct create_order_options *o = st->opt;
+    char descr[4 * LEN_DESCR + 1];
+    char guid[37];
+    stage_utf8_cut(stage_json_str(line, "name"), LEN_DESCR, descr, sizeof descr);
+    st->host->uuid(st->ctx, guid);
+    struct stage_arg a[] = {
+        stage_arg_int(d->doc_id),
+        stage_arg_int((int64_t)i + 1),
+        stage_arg_text(o->store),
+        stage_arg_text(o->station),
+        stage_arg_text(d->tkt_no),
+        stage_arg_text("O"),
+        stage_arg_text(json_string_value(json_array_get(items, i))),
+        stage_arg_text(or_null(descr)),
+        stage_arg_dec(stage_json_int(line, "qty", 0)),
+        stage_arg_text("0"),
+        stage_arg_dec(stage_json_int(line, "unit_price", 0)),
+        stage_arg_dec(stage_cents(stage_json_int(line, "total", 0))),
+        stage_arg_dec(stage_cents(stage_json_int(line, "subtotal", 0))),
+        stage_arg_dec(stage_cents(stage_json_int(line, "total", 0))),
+        stage_arg_text("Y"),
+        stage_arg_text(d->location),
+        stage_arg_text(d->location),
+        stage_arg_text(guid),
+    };
+    /* bind_text copies: descr and guid may be reused for the next row. */
+    return stage_db_bind_at(st->host, stmt, row * LINE_COLS + 1, a, STAGE_NARGS(a));
+}
+
+/* PS_DOC_LIN, LINE_CHUNK rows per statement (the last one shorter). */
 static enum cpb_status insert_lines(struct create_order_state *st, const struct doc *d,
                                     json_t *order, json_t *items)
 {
-    const struct create_order_options *o = st->opt;
     json_t *lines = json_object_get(order, "lines");
-    struct cpb_stmt *stmt = NULL;
-    char descr[4 * LEN_DESCR + 1];
-    char guid[37];
-    size_t i;
-    json_t *line;
-    enum cpb_status rc = st->host->db_prepare(st->ctx, line_sql, &stmt);
+    size_t n = json_array_size(lines);
+    enum cpb_status rc = CPB_OK;
 
-    json_array_foreach(lines, i, line)
-    {
-        if (rc != CPB_OK) {
-            break;
+    for (size_t start = 0; rc == CPB_OK && start < n; start += LINE_CHUNK) {
+        unsigned rows = (unsigned)(n - start < LINE_CHUNK ? n - start : LINE_CHUNK);
+        struct cpb_stmt *stmt = NULL;
+        rc = st->host->db_prepare(st->ctx, st->line_sql[rows - 1], &stmt);
+        for (unsigned r = 0; rc == CPB_OK && r < rows; r++) {
+            rc = bind_line(st, d, stmt, r, start + r, json_array_get(lines, start + r), items);
         }
-        stage_utf8_cut(stage_json_str(line, "name"), LEN_DESCR, descr, sizeof descr);
-        st->host->uuid(st->ctx, guid);
-        struct stage_arg a[] = {
-            stage_arg_int(d->doc_id),
-            stage_arg_int((int64_t)i + 1),
-            stage_arg_text(o->store),
-            stage_arg_text(o->station),
-            stage_arg_text(d->tkt_no),
-            stage_arg_text("O"),
-            stage_arg_text(json_string_value(json_array_get(items, i))),
-            stage_arg_text(or_null(descr)),
-            stage_arg_dec(stage_json_int(line, "qty", 0)),
-            stage_arg_text("0"),
-            stage_arg_dec(stage_json_int(line, "unit_price", 0)),
-            stage_arg_dec(stage_cents(stage_json_int(line, "total", 0))),
-            stage_arg_dec(stage_cents(stage_json_int(line, "subtotal", 0))),
-            stage_arg_dec(stage_cents(stage_json_int(line, "total", 0))),
-            stage_arg_text("Y"),
-            stage_arg_text(d->location),
-            stage_arg_text(d->location),
-            stage_arg_text(guid),
-        };
-        rc = stage_db_bind(st->host, stmt, a, STAGE_NARGS(a));
         if (rc == CPB_OK) {
             rc = st->host->db_execute(stmt, NULL);
         }
+        st->host->db_finalize(stmt);
     }
-    st->host->db_finalize(stmt);
     return rc;
 }
 
@@ -564,9 +608,11 @@ static bool address_empty(json_t *a)
            stage_json_str(a, "postcode")[0] == '\0';
 }
 
-/* One PS_DOC_CONTACT row from a normalized address; email may be NULL. */
-static enum cpb_status insert_contact(struct create_order_state *st, const struct doc *d,
-                                      int64_t contact_id, json_t *addr, const char *email)
+/* Bind one PS_DOC_CONTACT row from a normalized address (email may be
+ * NULL) as row `row` (0-based) of contact_sql. */
+static enum cpb_status bind_contact(struct create_order_state *st, const struct doc *d,
+                                    struct cpb_stmt *stmt, unsigned row, int64_t contact_id,
+                                    json_t *addr, const char *email)
 {
     const char *company = stage_json_str(addr, "company");
     bool business = company[0] != '\0';
@@ -589,7 +635,32 @@ static enum cpb_status insert_contact(struct create_order_state *st, const struc
         stage_arg_text(or_null(email)),
         stage_arg_text(business ? "B" : "P"),
     };
-    return stage_db_exec(st->host, st->ctx, contact_sql, a, STAGE_NARGS(a), NULL);
+    return stage_db_bind_at(st->host, stmt, row * CONTACT_COLS + 1, a, STAGE_NARGS(a));
+}
+
+/* Both PS_DOC_CONTACT rows: bill-to 1, and ship-to 2 (the billing address
+ * when there is no shipping address). */
+static enum cpb_status insert_contacts(struct create_order_state *st, const struct doc *d,
+                                       json_t *billing, json_t *shipping)
+{
+    struct cpb_stmt *stmt = NULL;
+    const char *email = stage_json_str(billing, "email");
+    enum cpb_status rc = st->host->db_prepare(st->ctx, contact_sql, &stmt);
+    if (rc == CPB_OK) {
+        rc = bind_contact(st, d, stmt, 0, 1, billing, email);
+    }
+    if (rc == CPB_OK) {
+        if (!json_is_object(shipping) || address_empty(shipping)) {
+            rc = bind_contact(st, d, stmt, 1, 2, billing, email);
+        } else {
+            rc = bind_contact(st, d, stmt, 1, 2, shipping, NULL);
+        }
+    }
+    if (rc == CPB_OK) {
+        rc = st->host->db_execute(stmt, NULL);
+    }
+    st->host->db_finalize(stmt);
+    return rc;
 }
 
 /* Contacts, the payment and the note. */
@@ -604,14 +675,7 @@ static enum cpb_status insert_rest(struct create_order_state *st, const struct d
     const char *title = stage_json_str(order, "payment_title");
     enum cpb_status rc = CPB_OK;
 
-    rc = insert_contact(st, d, 1, billing, stage_json_str(billing, "email"));
-    if (rc == CPB_OK) {
-        if (!json_is_object(shipping) || address_empty(shipping)) {
-            rc = insert_contact(st, d, 2, billing, stage_json_str(billing, "email"));
-        } else {
-            rc = insert_contact(st, d, 2, shipping, NULL);
-        }
-    }
+    rc = insert_contacts(st, d, billing, shipping);
     if (rc != CPB_OK) {
         return rc;
     }
@@ -710,6 +774,12 @@ static int create_order_init(const struct cpb_host *host, struct cpb_ctx *ctx, c
     st->host = host;
     st->ctx = ctx;
     st->opt = options;
+    for (unsigned k = 0; k < LINE_CHUNK; k++) {
+        if (build_line_sql(st->line_sql[k], sizeof st->line_sql[k], k + 1) != 0) {
+            host->log(ctx, CPB_LOG_ERROR, "internal error: PS_DOC_LIN statement too long");
+            return -1;
+        }
+    }
     /* "<prefix><store>-000001" must fit TKT_NO. */
     if (st->opt->ticket_counter == TICKET_ENGINE &&
         strlen(st->opt->ticket_prefix) + strlen(st->opt->store) + 7 > LEN_TKT_NO) {

@@ -4,7 +4,12 @@
  * the order's transaction:
  *  - per line, IM_INV.<column> += quantity at the stock location (the
  *    column is QTY_ON_SO or QTY_COMMIT, chosen from a fixed list by the
- *    `column` option; the text of the config never reaches the SQL);
+ *    `column` option; the text of the config never reaches the SQL). This
+ *    is done set-based, from the document's PS_DOC_LIN rows, by one UPDATE
+ *    that changes every item's row or none (it checks that each distinct
+ *    item has its row) and one INSERT ... SELECT into USER_ORDER_INV; when
+ *    an item has no row, nothing was changed and the line-by-line path
+ *    below runs instead, which names the missing items or creates them;
  *  - a line whose item has no IM_INV row at the location fails the order
  *    (inventory.missing), or, with create_missing, gets a new row with zero
  *    quantities and the line's quantity in the column;
@@ -68,6 +73,32 @@ static const char *const update_sql[] = {
     [COL_QTY_COMMIT] = "UPDATE IM_INV SET QTY_COMMIT = QTY_COMMIT + ?, LST_MAINT_DT = ?"
                        " WHERE ITEM_NO = ? AND LOC_ID = ?",
 };
+
+/* The set-based path. Every item of the document gets its lines' total
+ * quantity in the column, or (when an item of the document has no row at
+ * the location) nothing changes at all: the row count is then 0, else the
+ * number of distinct items. Parameters: document, time, location, document,
+ * document, location, document. */
+#define SET_UPDATE(col)                                                                            \
+    "UPDATE IM_INV SET " col " = " col " + (SELECT SUM(l.QTY_SOLD) FROM PS_DOC_LIN l"              \
+    " WHERE l.DOC_ID = ? AND l.ITEM_NO = IM_INV.ITEM_NO), LST_MAINT_DT = ?"                        \
+    " WHERE LOC_ID = ? AND ITEM_NO IN (SELECT ITEM_NO FROM PS_DOC_LIN WHERE DOC_ID = ?)"           \
+    " AND (SELECT COUNT(DISTINCT d.ITEM_NO) FROM PS_DOC_LIN d WHERE d.DOC_ID = ?)"                 \
+    " = (SELECT COUNT(*) FROM IM_INV v WHERE v.LOC_ID = ?"                                         \
+    " AND v.ITEM_NO IN (SELECT ITEM_NO FROM PS_DOC_LIN WHERE DOC_ID = ?))"
+static const char *const set_update_sql[] = {
+    [COL_QTY_ON_SO] = SET_UPDATE("QTY_ON_SO"),
+    [COL_QTY_COMMIT] = SET_UPDATE("QTY_COMMIT"),
+};
+
+/* What the set-based UPDATE changed, one USER_ORDER_INV row per document
+ * line (CREATED_ROW 0: no row was created). Parameters: staging id,
+ * location, column name, document. */
+static const char set_record_sql[] =
+    "INSERT INTO USER_ORDER_INV (STAGING_ID, DOC_ID, LIN_SEQ_NO, ITEM_NO, LOC_ID, QTY_COLUMN,"
+    " QTY, CREATED_ROW) SELECT CAST(? AS BIGINT), DOC_ID, LIN_SEQ_NO, ITEM_NO,"
+    " CAST(? AS VARCHAR(10)), CAST(? AS VARCHAR(20)), QTY_SOLD, 0 FROM PS_DOC_LIN"
+    " WHERE DOC_ID = ?";
 
 /* A new IM_INV row with zero quantities and the line's quantity in the
  * column. Parameters: item, location, the quantity for QTY_ON_SO, the
@@ -169,6 +200,36 @@ static enum cpb_status record_line(struct update_qty_state *st, struct stmts *s,
     return rc;
 }
 
+/* The set-based path: *done tells whether it changed IM_INV (and recorded
+ * it in USER_ORDER_INV); when not, nothing was written and the per-line
+ * path must run. */
+static enum cpb_status update_set(struct update_qty_state *st, struct cpb_record *rec,
+                                  int64_t doc_id, int64_t now, const char *loc, bool *done)
+{
+    int64_t rows = 0;
+    *done = false;
+    const struct stage_arg u[] = {
+        stage_arg_int(doc_id), stage_arg_time(now), stage_arg_text(loc),   stage_arg_int(doc_id),
+        stage_arg_int(doc_id), stage_arg_text(loc), stage_arg_int(doc_id),
+    };
+    enum cpb_status rc =
+        stage_db_exec(st->host, st->ctx, set_update_sql[st->opt->column], u, STAGE_NARGS(u), &rows);
+    if (rc != CPB_OK || rows == 0) {
+        return rc;
+    }
+    const struct stage_arg r[] = {
+        stage_arg_int(rec->id),
+        stage_arg_text(loc),
+        stage_arg_text(column_choices[st->opt->column]),
+        stage_arg_int(doc_id),
+    };
+    rc = stage_db_exec(st->host, st->ctx, set_record_sql, r, STAGE_NARGS(r), NULL);
+    if (rc == CPB_OK) {
+        *done = true;
+    }
+    return rc;
+}
+
 /* Keeps host, ctx and options (borrowed until fini); *state is new. */
 static int update_qty_init(const struct cpb_host *host, struct cpb_ctx *ctx, const void *options,
                            void **state)
@@ -221,10 +282,23 @@ static enum cpb_status update_qty_process(void *state, struct cpb_record *rec)
     int64_t doc_id = (int64_t)json_integer_value(doc);
     int64_t now = st->host->now_ms(st->ctx);
 
-    rc = st->host->db_prepare(st->ctx, update_sql[st->opt->column], &s.update);
     json_array_foreach(lines, i, line)
     {
-        if (rc != CPB_OK) {
+        const char *item = json_string_value(json_array_get(items, i));
+        if (item == NULL || item[0] == '\0' || stage_json_int(line, "qty", 0) <= 0) {
+            st->host->reason(st->ctx, "update-qty.needs_create_order",
+                             "line %" PRId64 " has no resolved item or quantity", (int64_t)i + 1);
+            return CPB_FAIL;
+        }
+    }
+    bool done = false;
+    rc = update_set(st, rec, doc_id, now, loc, &done);
+    if (rc == CPB_OK && !done) {
+        rc = st->host->db_prepare(st->ctx, update_sql[st->opt->column], &s.update);
+    }
+    json_array_foreach(lines, i, line)
+    {
+        if (rc != CPB_OK || done) {
             break;
         }
         const char *item = json_string_value(json_array_get(items, i));
@@ -232,12 +306,6 @@ static enum cpb_status update_qty_process(void *state, struct cpb_record *rec)
         int64_t seq = (int64_t)i + 1; /* create-order's LIN_SEQ_NO */
         int64_t rows = 0;
         bool created = false;
-        if (item == NULL || item[0] == '\0' || qty <= 0) {
-            st->host->reason(st->ctx, "update-qty.needs_create_order",
-                             "line %" PRId64 " has no resolved item or quantity", seq);
-            rc = CPB_FAIL;
-            break;
-        }
         const struct stage_arg a[] = {stage_arg_dec(qty), stage_arg_time(now), stage_arg_text(item),
                                       stage_arg_text(loc)};
         rc = stage_db_bind(st->host, s.update, a, STAGE_NARGS(a));
