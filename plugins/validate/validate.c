@@ -29,7 +29,12 @@
  * with UPPER(LTRIM(RTRIM(column))) in SQL (LTRIM/RTRIM rather than TRIM, which
  * SQL Server has only since 2017). Items are first looked up by exact key
  * (an index seek on every database), and only on a miss by the normalized
- * comparison.
+ * comparison. The exact lookups of all an order's lines are batched: one
+ * USER_ITEM_MAP query for the SKUs and one IM_ITEM query for the item
+ * numbers (SKU IN (...), ITEM_NO IN (...), padded with NULLs to a few fixed
+ * sizes), rows matched back to lines in C (byte for byte first, else after
+ * folding, which is what a case-insensitive collation returned); a line
+ * still missed gets its own normalized query, as before.
  *
  * The price check compares the line's price before discounts (subtotal /
  * quantity) with the catalogue price: WooCommerce's line total is after
@@ -65,6 +70,15 @@
 #define LEN_REF        50
 #define LEN_CUST_PO_NO 20
 #define LEN_MAP_SKU    100
+/* The IN-list sizes of the batched item lookups (ascending; the largest,
+ * IN_MAX, plus IN_FIXED_MAX other parameters stays under SQLite's oldest
+ * limit of 999 bound parameters, and SQL Server's 2100). */
+#define IN_SIZES     4
+#define IN_MAX       512
+#define IN_FIXED_MAX 4
+static const unsigned in_sizes[IN_SIZES] = {8, 32, 128, IN_MAX};
+/* Room for the longest IN-list statement text. */
+#define VALIDATE_SQL_MAX 2048
 /* Ten-thousandths per unit. */
 #define SCALE 10000
 /* Largest |amount| in ten-thousandths accepted from the order (9e14). */
@@ -198,26 +212,33 @@ static const char customer_map_sql[] =
 static const char customer_email_sql[] =
     "SELECT CUST_NO FROM AR_CUST WHERE UPPER(LTRIM(RTRIM(EMAIL_ADRS_1))) = ?"
     " ORDER BY CASE WHEN IS_ECOMM_CUST = ? THEN 0 ELSE 1 END, CUST_NO";
-static const char item_map_sql[] = "SELECT ITEM_NO FROM USER_ITEM_MAP WHERE SKU = ?";
+/* The IN-list statements are built at init, one text per size in in_sizes
+ * (the unused places bound to NULL), so the host's statement cache keeps
+ * few texts. Map: SKU, ITEM_NO by folded SKU. */
+static const char item_map_head[] = "SELECT SKU, ITEM_NO FROM USER_ITEM_MAP WHERE SKU IN (";
 /* Item, status and both catalogue prices; parameters: location, the three
- * grid dimensions ('*'), the item number. */
-static const char item_exact_sql[] =
+ * grid dimensions ('*'), then the item numbers. */
+static const char item_in_head[] =
     "SELECT i.ITEM_NO, i.STAT, p.PRC_1, i.PRC_1 FROM IM_ITEM i LEFT JOIN IM_PRC p"
     " ON p.ITEM_NO = i.ITEM_NO AND p.LOC_ID = ? AND p.DIM_1_UPR = ? AND p.DIM_2_UPR = ?"
-    " AND p.DIM_3_UPR = ? WHERE i.ITEM_NO = ?";
+    " AND p.DIM_3_UPR = ? WHERE i.ITEM_NO IN (";
+/* The fallback for a line the exact lookup missed; parameters as above,
+ * then the folded item number. */
 static const char item_folded_sql[] =
     "SELECT i.ITEM_NO, i.STAT, p.PRC_1, i.PRC_1 FROM IM_ITEM i LEFT JOIN IM_PRC p"
     " ON p.ITEM_NO = i.ITEM_NO AND p.LOC_ID = ? AND p.DIM_1_UPR = ? AND p.DIM_2_UPR = ?"
     " AND p.DIM_3_UPR = ? WHERE UPPER(LTRIM(RTRIM(i.ITEM_NO))) = ? ORDER BY i.ITEM_NO";
 
 struct validate_state {
-    const struct cpb_host *host;        /* borrowed until fini */
-    struct cpb_ctx *ctx;                /* borrowed until fini */
-    const struct validate_options *opt; /* borrowed until fini */
-    int64_t floor_ms;                   /* date_floor as UTC ms */
-    bool store_loaded;                  /* the two below are known */
-    char location[LEN_LOC_ID + 1];      /* the stock location in use */
-    char walk_in[LEN_CUST_NO + 1];      /* "" when none is configured */
+    const struct cpb_host *host;               /* borrowed until fini */
+    struct cpb_ctx *ctx;                       /* borrowed until fini */
+    const struct validate_options *opt;        /* borrowed until fini */
+    int64_t floor_ms;                          /* date_floor as UTC ms */
+    bool store_loaded;                         /* the two below are known */
+    char location[LEN_LOC_ID + 1];             /* the stock location in use */
+    char walk_in[LEN_CUST_NO + 1];             /* "" when none is configured */
+    char map_sql[IN_SIZES][VALIDATE_SQL_MAX];  /* item_map_head + IN list */
+    char item_sql[IN_SIZES][VALIDATE_SQL_MAX]; /* item_in_head + IN list */
 };
 
 /* The failures of one order: the first code, and the parts listed so far. */
@@ -560,13 +581,6 @@ out:
     return rc;
 }
 
-/* The prepared statements of the line checks, re-bound per line. */
-struct line_stmts {
-    struct cpb_stmt *map;
-    struct cpb_stmt *exact;
-    struct cpb_stmt *folded;
-};
-
 /* What an item lookup found. */
 struct item_row {
     char item_no[LEN_ITEM_NO + 1];
@@ -575,56 +589,225 @@ struct item_row {
     int64_t price; /* IM_PRC.PRC_1 at the location, else IM_ITEM.PRC_1 */
 };
 
-/* Look `key` up in USER_ITEM_MAP: CPB_OK with out set, CPB_SKIP when not
- * mapped (or the mapped value does not fit), or an error. */
-static enum cpb_status map_sku(struct validate_state *st, struct line_stmts *s, const char *key,
-                               char *out, size_t outlen)
+/* How a row returned by an IN list matches a line's value: not at all, only
+ * after folding the row's value (what a case-insensitive or pad-blind
+ * collation calls equal), or byte for byte. A better match replaces a worse
+ * one; among equal ones the first row wins, as with one query per line. */
+enum match { MATCH_NONE = 0, MATCH_FOLDED = 1, MATCH_EXACT = 2 };
+
+/* One line of the order while its items are resolved. */
+struct line_item {
+    char key[4 * LEN_MAP_SKU + 1]; /* the folded SKU; "" when none or too long */
+    char cand[LEN_ITEM_NO + 1];    /* the item number looked up; "" when none */
+    int map_match;                 /* enum match of the USER_ITEM_MAP row */
+    bool map_usable;               /* that row's ITEM_NO folds into map_item */
+    char map_item[LEN_ITEM_NO + 1];
+    int item_match; /* enum match of the IM_ITEM row */
+    struct item_row row;
+};
+
+/* The match of `value` (borrowed; NULL matches nothing) with the folded
+ * `want`. */
+static int match_of(const char *value, const char *want)
 {
-    const char *v = NULL;
-    const struct stage_arg a[] = {stage_arg_text(key)};
-    enum cpb_status rc =
-        stage_db_query(st->host, st->ctx, item_map_sql, a, STAGE_NARGS(a), &s->map);
-    if (rc == CPB_OK) {
-        rc = st->host->db_col_text(s->map, 1, &v);
+    char folded[4 * LEN_MAP_SKU + 1];
+    if (value == NULL || want[0] == '\0') {
+        return MATCH_NONE;
     }
-    if (rc == CPB_OK && (v == NULL || fold(v, out, outlen) != 0 || out[0] == '\0')) {
-        rc = CPB_SKIP;
+    if (strcmp(value, want) == 0) {
+        return MATCH_EXACT;
     }
+    if (fold(value, folded, sizeof folded) == 0 && strcmp(folded, want) == 0) {
+        return MATCH_FOLDED;
+    }
+    return MATCH_NONE;
+}
+
+/* Build "<head>?, ?, ... ?<tail>" with n placeholders into out. Returns 0,
+ * or -1 when it does not fit. */
+static int build_in_sql(char *out, size_t outlen, const char *head, unsigned n, const char *tail)
+{
+    int w = snprintf(out, outlen, "%s", head);
+    size_t len = 0;
+    if (w < 0 || (size_t)w >= outlen) {
+        return -1;
+    }
+    len = (size_t)w;
+    for (unsigned i = 0; i < n; i++) {
+        w = snprintf(out + len, outlen - len, "%s?", i > 0 ? ", " : "");
+        if (w < 0 || (size_t)w >= outlen - len) {
+            return -1;
+        }
+        len += (size_t)w;
+    }
+    w = snprintf(out + len, outlen - len, "%s", tail);
+    if (w < 0 || (size_t)w >= outlen - len) {
+        return -1;
+    }
+    return 0;
+}
+
+/* Called for each row of an IN-list query, with the lines to match it to. */
+typedef enum cpb_status (*in_row_fn)(struct validate_state *st, struct cpb_stmt *stmt,
+                                     struct line_item *lines, size_t nlines);
+
+/* Run the IN-list statement family `sqls` (one text per IN_SIZES entry)
+ * for the values vals[0..n) (borrowed), in chunks of at most IN_MAX padded
+ * with NULLs to the next fixed size, after the nfixed arguments `fixed`
+ * (borrowed); on_row sees every row. Returns CPB_OK or a database status. */
+static enum cpb_status run_in(struct validate_state *st, char (*sqls)[VALIDATE_SQL_MAX],
+                              const struct stage_arg *fixed, unsigned nfixed,
+                              const char *const *vals, size_t n, in_row_fn on_row,
+                              struct line_item *lines, size_t nlines)
+{
+    struct stage_arg args[IN_FIXED_MAX + IN_MAX];
+    struct cpb_stmt *stmt = NULL;
+    enum cpb_status rc = CPB_OK;
+
+    for (size_t off = 0; off < n; off += IN_MAX) {
+        size_t m = n - off < IN_MAX ? n - off : IN_MAX;
+        unsigned size_idx = 0;
+        while (in_sizes[size_idx] < m) {
+            size_idx++;
+        }
+        unsigned size = in_sizes[size_idx];
+        for (unsigned i = 0; i < nfixed; i++) {
+            args[i] = fixed[i];
+        }
+        for (unsigned i = 0; i < size; i++) {
+            args[nfixed + i] = stage_arg_text(i < m ? vals[off + i] : NULL);
+        }
+        rc = stage_db_query(st->host, st->ctx, sqls[size_idx], args, nfixed + size, &stmt);
+        while (rc == CPB_OK) {
+            rc = on_row(st, stmt, lines, nlines);
+            if (rc == CPB_OK) {
+                rc = st->host->db_fetch(stmt);
+            }
+        }
+        st->host->db_finalize(stmt);
+        stmt = NULL;
+        if (rc != CPB_SKIP) {
+            goto out;
+        }
+        rc = CPB_OK;
+    }
+out:
     return rc;
 }
 
-/* Run one item statement for `item_no`: CPB_OK with row filled, CPB_SKIP
- * when no item matches, or an error. */
-static enum cpb_status item_query(struct validate_state *st, struct cpb_stmt **stmt,
-                                  const char *sql, const char *item_no, struct item_row *row)
+/* One USER_ITEM_MAP row (SKU, ITEM_NO): given to the lines whose key it
+ * matches. */
+static enum cpb_status map_row(struct validate_state *st, struct cpb_stmt *stmt,
+                               struct line_item *lines, size_t nlines)
+{
+    const char *sku = NULL;
+    const char *item = NULL;
+    char folded[LEN_ITEM_NO + 1];
+    enum cpb_status rc = st->host->db_col_text(stmt, 1, &sku);
+    if (rc == CPB_OK) {
+        rc = st->host->db_col_text(stmt, 2, &item);
+    }
+    if (rc != CPB_OK) {
+        return rc;
+    }
+    bool usable = item != NULL && fold(item, folded, sizeof folded) == 0 && folded[0] != '\0';
+    for (size_t i = 0; i < nlines; i++) {
+        int m = match_of(sku, lines[i].key);
+        if (m > lines[i].map_match) {
+            lines[i].map_match = m;
+            lines[i].map_usable = usable;
+            if (usable) {
+                memcpy(lines[i].map_item, folded, sizeof folded);
+            }
+        }
+    }
+    return CPB_OK;
+}
+
+/* Read the current row of an item statement (ITEM_NO, STAT, IM_PRC.PRC_1,
+ * IM_ITEM.PRC_1) into row: CPB_OK, CPB_SKIP when its item number does not
+ * fit Counterpoint's (not ours), or an error. */
+static enum cpb_status read_item(struct validate_state *st, struct cpb_stmt *stmt,
+                                 struct item_row *row)
 {
     const char *v = NULL;
     int64_t price = 0;
     bool null = true;
-    const struct stage_arg a[] = {stage_arg_text(st->location), stage_arg_text("*"),
-                                  stage_arg_text("*"), stage_arg_text("*"),
-                                  stage_arg_text(item_no)};
-    enum cpb_status rc = stage_db_query(st->host, st->ctx, sql, a, STAGE_NARGS(a), stmt);
+    enum cpb_status rc = st->host->db_col_text(stmt, 1, &v);
 
-    if (rc == CPB_OK) {
-        rc = st->host->db_col_text(*stmt, 1, &v);
-    }
     if (rc == CPB_OK && stage_copy(v, row->item_no, sizeof row->item_no) != 0) {
         rc = CPB_SKIP; /* an item number longer than Counterpoint's: not ours */
     }
     if (rc == CPB_OK) {
-        rc = st->host->db_col_text(*stmt, 2, &v);
+        rc = st->host->db_col_text(stmt, 2, &v);
     }
     if (rc == CPB_OK) {
         snprintf(row->stat, sizeof row->stat, "%s", v != NULL ? v : "");
-        rc = st->host->db_col_decimal(*stmt, 3, &price, &null);
+        rc = st->host->db_col_decimal(stmt, 3, &price, &null);
     }
     if (rc == CPB_OK && null) {
-        rc = st->host->db_col_decimal(*stmt, 4, &price, &null);
+        rc = st->host->db_col_decimal(stmt, 4, &price, &null);
     }
     if (rc == CPB_OK) {
         row->has_price = !null;
         row->price = price;
+    }
+    return rc;
+}
+
+/* One IM_ITEM row: given to the lines whose item number it matches. */
+static enum cpb_status item_row_cb(struct validate_state *st, struct cpb_stmt *stmt,
+                                   struct line_item *lines, size_t nlines)
+{
+    struct item_row row;
+    memset(&row, 0, sizeof row);
+    enum cpb_status rc = read_item(st, stmt, &row);
+    if (rc == CPB_SKIP) {
+        return CPB_OK; /* as a miss: the folded lookup decides */
+    }
+    if (rc != CPB_OK) {
+        return rc;
+    }
+    for (size_t i = 0; i < nlines; i++) {
+        int m = match_of(row.item_no, lines[i].cand);
+        if (m > lines[i].item_match) {
+            lines[i].item_match = m;
+            lines[i].row = row;
+        }
+    }
+    return CPB_OK;
+}
+
+/* The distinct non-empty keys (use_key) or item numbers of lines[0..n)
+ * into out (room for n; borrowed from lines); returns how many. */
+static size_t distinct(const struct line_item *lines, size_t n, bool use_key, const char **out)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *v = use_key ? lines[i].key : lines[i].cand;
+        bool seen = v[0] == '\0';
+        for (size_t j = 0; j < k && !seen; j++) {
+            seen = strcmp(out[j], v) == 0;
+        }
+        if (!seen) {
+            out[k++] = v;
+        }
+    }
+    return k;
+}
+
+/* The folded lookup of one line missed by the exact one: CPB_OK with row
+ * filled, CPB_SKIP when no item matches, or an error. */
+static enum cpb_status item_folded(struct validate_state *st, struct cpb_stmt **stmt,
+                                   const char *item_no, struct item_row *row)
+{
+    const struct stage_arg a[] = {stage_arg_text(st->location), stage_arg_text("*"),
+                                  stage_arg_text("*"), stage_arg_text("*"),
+                                  stage_arg_text(item_no)};
+    enum cpb_status rc =
+        stage_db_query(st->host, st->ctx, item_folded_sql, a, STAGE_NARGS(a), stmt);
+    if (rc == CPB_OK) {
+        rc = read_item(st, *stmt, row);
     }
     return rc;
 }
@@ -677,32 +860,71 @@ static void check_price(struct validate_state *st, struct cpb_record *rec, json_
 }
 
 /* Resolve and check every line; items receives one ITEM_NO per line ("" for
- * lines that failed). */
+ * lines that failed). All the lines' SKUs go to USER_ITEM_MAP in one query
+ * and all their item numbers to IM_ITEM in one more (per IN_MAX distinct
+ * values); only a line the exact lookup missed costs a query of its own. */
 static enum cpb_status check_lines(struct validate_state *st, struct cpb_record *rec, json_t *order,
                                    struct failures *f, json_t *items)
 {
-    struct line_stmts s = {NULL, NULL, NULL};
+    struct cpb_stmt *folded = NULL;
     json_t *lines = json_object_get(order, "lines");
+    size_t n = json_array_size(lines);
+    struct line_item *li = NULL;
+    const char **vals = NULL;
     enum cpb_status rc = CPB_OK;
     size_t i;
     json_t *line;
+
+    if (n == 0) {
+        goto out; /* check_required reports it */
+    }
+    li = calloc(n, sizeof *li);
+    vals = calloc(n, sizeof *vals);
+    if (li == NULL || vals == NULL) {
+        st->host->reason(st->ctx, "validate.oom", "out of memory");
+        rc = CPB_RETRY;
+        goto out;
+    }
+
+    /* The SKU map first (legacy SKUs may be longer than an item number). */
+    json_array_foreach(lines, i, line)
+    {
+        if (fold(stage_json_str(line, "sku"), li[i].key, sizeof li[i].key) != 0) {
+            li[i].key[0] = '\0';
+        }
+    }
+    const struct stage_arg none[1] = {stage_arg_text(NULL)};
+    rc = run_in(st, st->map_sql, none, 0, vals, distinct(li, n, true, vals), map_row, li, n);
+    if (rc != CPB_OK) {
+        goto out;
+    }
+    json_array_foreach(lines, i, line)
+    {
+        const char *item_no = json_string_value(json_object_get(line, "item_no"));
+        if (li[i].map_match != MATCH_NONE && li[i].map_usable) {
+            memcpy(li[i].cand, li[i].map_item, sizeof li[i].cand);
+        } else if (item_no == NULL || fold(item_no, li[i].cand, sizeof li[i].cand) != 0) {
+            li[i].cand[0] = '\0';
+        }
+    }
+    const struct stage_arg dims[] = {stage_arg_text(st->location), stage_arg_text("*"),
+                                     stage_arg_text("*"), stage_arg_text("*")};
+    rc = run_in(st, st->item_sql, dims, STAGE_NARGS(dims), vals, distinct(li, n, false, vals),
+                item_row_cb, li, n);
+    if (rc != CPB_OK) {
+        goto out;
+    }
 
     json_array_foreach(lines, i, line)
     {
         int64_t seq = stage_json_int(line, "seq", (int64_t)i + 1);
         const char *sku = stage_json_str(line, "sku");
-        const char *item_no = json_string_value(json_object_get(line, "item_no"));
         int64_t qty = stage_json_int(line, "qty", 0);
-        char key[4 * LEN_MAP_SKU + 1];
-        char cand[LEN_ITEM_NO + 1];
         char q[VALIDATE_QUOTE_CHARS * 4 + 8];
         char qa[32];
         char qb[32];
-        struct item_row row;
-        bool have = false;
+        struct item_row *row = &li[i].row;
 
-        key[0] = '\0';
-        memset(&row, 0, sizeof row);
         stage_quote(sku, VALIDATE_QUOTE_CHARS, q, sizeof q);
         if (qty <= 0) {
             qty_text(qty, qa, sizeof qa);
@@ -717,20 +939,8 @@ static enum cpb_status check_lines(struct validate_state *st, struct cpb_record 
                      seq, qa, qb);
         }
 
-        /* The SKU map first (legacy SKUs may be longer than an item number). */
-        if (fold(sku, key, sizeof key) == 0 && key[0] != '\0') {
-            rc = map_sku(st, &s, key, cand, sizeof cand);
-            if (rc == CPB_OK) {
-                have = true;
-            } else if (rc != CPB_SKIP) {
-                goto out;
-            }
-        }
-        if (!have && item_no != NULL && fold(item_no, cand, sizeof cand) == 0 && cand[0] != '\0') {
-            have = true;
-        }
-        if (!have) {
-            if (key[0] == '\0' || sku[0] == '\0') {
+        if (li[i].cand[0] == '\0') {
+            if (li[i].key[0] == '\0' || sku[0] == '\0') {
                 fail_add(f, "item.unknown",
                          "line %" PRId64 " has no SKU: give the product a SKU that is a"
                          " Counterpoint item number",
@@ -745,38 +955,38 @@ static enum cpb_status check_lines(struct validate_state *st, struct cpb_record 
             continue;
         }
 
-        rc = item_query(st, &s.exact, item_exact_sql, cand, &row);
-        if (rc == CPB_SKIP) {
-            rc = item_query(st, &s.folded, item_folded_sql, cand, &row);
+        if (li[i].item_match == MATCH_NONE) {
+            memset(row, 0, sizeof *row);
+            rc = item_folded(st, &folded, li[i].cand, row);
+            if (rc == CPB_SKIP) {
+                fail_add(f, "item.unknown",
+                         "line %" PRId64 " SKU '%s' matches no item in IM_ITEM: add item %s or"
+                         " map the SKU in USER_ITEM_MAP",
+                         seq, q, li[i].cand);
+                json_array_append_new(items, json_string(""));
+                rc = CPB_OK;
+                continue;
+            }
+            if (rc != CPB_OK) {
+                goto out;
+            }
         }
-        if (rc == CPB_SKIP) {
-            fail_add(f, "item.unknown",
-                     "line %" PRId64 " SKU '%s' matches no item in IM_ITEM: add item %s or map"
-                     " the SKU in USER_ITEM_MAP",
-                     seq, q, cand);
-            json_array_append_new(items, json_string(""));
-            rc = CPB_OK;
-            continue;
-        }
-        if (rc != CPB_OK) {
-            goto out;
-        }
-        if (strcmp(row.stat, "A") != 0) {
+        if (strcmp(row->stat, "A") != 0) {
             char qs[VALIDATE_QUOTE_CHARS + 8];
-            stage_quote(row.stat, VALIDATE_QUOTE_CHARS, qs, sizeof qs);
+            stage_quote(row->stat, VALIDATE_QUOTE_CHARS, qs, sizeof qs);
             fail_add(f, "item.inactive",
                      "line %" PRId64 " item %s is not active (STAT '%s'): reactivate it in"
                      " Counterpoint or change the order",
-                     seq, row.item_no, qs);
+                     seq, row->item_no, qs);
         } else {
-            check_price(st, rec, line, seq, &row, f);
+            check_price(st, rec, line, seq, row, f);
         }
-        json_array_append_new(items, json_string(row.item_no));
+        json_array_append_new(items, json_string(row->item_no));
     }
 out:
-    st->host->db_finalize(s.map);
-    st->host->db_finalize(s.exact);
-    st->host->db_finalize(s.folded);
+    st->host->db_finalize(folded);
+    free(vals);
+    free(li);
     return rc;
 }
 
@@ -936,6 +1146,15 @@ static int validate_init(const struct cpb_host *host, struct cpb_ctx *ctx, const
                   "date_floor '%s' is not a date such as \"2015-01-01\" (YYYY-MM-DD, UTC)",
                   st->opt->date_floor);
         return -1;
+    }
+    for (unsigned k = 0; k < IN_SIZES; k++) {
+        if (build_in_sql(st->map_sql[k], sizeof st->map_sql[k], item_map_head, in_sizes[k], ")") !=
+                0 ||
+            build_in_sql(st->item_sql[k], sizeof st->item_sql[k], item_in_head, in_sizes[k], ")") !=
+                0) {
+            host->log(ctx, CPB_LOG_ERROR, "validate: an item lookup statement does not fit");
+            return -1;
+        }
     }
     return 0;
 }
