@@ -49,9 +49,6 @@ struct runner {
     struct retry_policy policy;
     uint64_t rng;
     json_t *events;           /* name -> event object, in raising order */
-    json_t *staged;           /* staging id -> [payload text, order, normalized]
-                                 of orders staged in this run, so the steps
-                                 need not parse them again (bounded) */
     struct stage_time *times; /* parallel to p->st */
     bool attention;
     bool fatal_db;
@@ -493,45 +490,6 @@ static bool db_recover(struct runner *r)
 
 /* ---- sources ------------------------------------------------------------- */
 
-/* Orders kept between staging and their steps in one run, at most. */
-#define STAGED_CACHE_MAX 1000
-
-/* Keep what staging already parsed and normalized for the steps: the text
- * stored, a copy of the order (the source may reuse its own) and the
- * normalized view. Bounded; past the bound the steps parse as usual. */
-static void remember_staged(struct runner *r, int64_t id, const char *payload, json_t *order,
-                            json_t *norm)
-{
-    char key[32];
-    if (r->staged == NULL || json_object_size(r->staged) >= STAGED_CACHE_MAX) {
-        return;
-    }
-    snprintf(key, sizeof key, "%lld", (long long)id);
-    json_object_set_new(r->staged, key,
-                        json_pack("[s, o, O]", payload, json_deep_copy(order), norm));
-}
-
-/* The cached raw and normalized order for a staged row whose stored payload
- * is `payload` (new references), or false. The entry is used once. */
-static bool take_staged(struct runner *r, int64_t id, const char *payload, json_t **raw,
-                        json_t **norm)
-{
-    char key[32];
-    snprintf(key, sizeof key, "%lld", (long long)id);
-    json_t *e = json_object_get(r->staged, key);
-    const char *text = json_string_value(json_array_get(e, 0));
-    bool hit = text != NULL && strcmp(text, payload) == 0 && json_array_get(e, 1) != NULL &&
-               json_array_get(e, 2) != NULL;
-    if (hit) {
-        *raw = json_incref(json_array_get(e, 1));
-        *norm = json_incref(json_array_get(e, 2));
-    }
-    if (e != NULL) {
-        json_object_del(r->staged, key);
-    }
-    return hit;
-}
-
 static enum cpb_status on_emit(void *owner, struct cpb_ctx *ctx, json_t *order)
 {
     struct runner *r = owner;
@@ -571,7 +529,6 @@ static enum cpb_status on_emit(void *owner, struct cpb_ctx *ctx, json_t *order)
     case UPSERT_NEW:
     case UPSERT_UPDATED:
         r->res->counts.staged++;
-        remember_staged(r, id, payload, order, norm);
         log_msg(CPB_LOG_INFO, source, id, "staged order %s%s%s", ext,
                 outcome == UPSERT_UPDATED ? " (changed in the store; replaces the old version)"
                                           : "",
@@ -1015,15 +972,12 @@ static void process_order(struct runner *r, int64_t id)
         return;
     }
     r->p->env.order_id = id;
-    /* An order this run staged was parsed and normalized then already. */
-    if (!take_staged(r, id, so.payload, &raw, &norm)) {
-        raw = json_loads(so.payload, 0, &jerr);
-        if (raw != NULL && order_normalize(raw, &norm, msg, sizeof msg) != 0) {
-            norm = NULL;
-        } else if (raw == NULL) {
-            snprintf(msg, sizeof msg, "stored payload is not JSON: %s (line %d)", jerr.text,
-                     jerr.line);
-        }
+    raw = json_loads(so.payload, 0, &jerr);
+    if (raw != NULL && order_normalize(raw, &norm, msg, sizeof msg) != 0) {
+        norm = NULL;
+    } else if (raw == NULL) {
+        snprintf(msg, sizeof msg, "stored payload is not JSON: %s (line %d)", jerr.text,
+                 jerr.line);
     }
     if (norm == NULL) {
         order_failed(r, &so, NULL, CPB_FAIL, "payload.corrupt", msg, -1);
@@ -1248,7 +1202,6 @@ int runner_run(struct pipeline *p, const struct run_options *o, struct run_resul
     r.policy.max_attempts = (unsigned)p->cfg->retry.max_attempts;
     r.rng = retry_rng_seed();
     r.events = json_object();
-    r.staged = json_object();
     r.times = calloc(p->n > 0 ? p->n : 1, sizeof *r.times);
     if (r.events == NULL || r.times == NULL) {
         code = err_set(err, CPB_EXIT_SOFTWARE, "out of memory");
@@ -1356,7 +1309,6 @@ out:
     db_close(r.db);
     lock_release(lock_fd);
     json_decref(r.events);
-    json_decref(r.staged);
     free(r.times);
     return code;
 }
