@@ -675,8 +675,8 @@ static void order_failed(struct runner *r, const struct staged_order *so,
             f.kind = "dead";
             event = "order.dead";
         } else {
-            /* At least 1 ms: an order retried in this run is due only after
-             * the run's start, so it waits for a later run. */
+            /* At least 1 ms: claims take orders due by the time claiming
+             * began, so an order retried in this run waits for a later run. */
             int64_t delay = retry_delay_ms(&r->policy, so->attempts, &r->rng) + 1;
             if (retry_after > delay) {
                 delay = retry_after;
