@@ -114,7 +114,7 @@ if [[ -n "$cpbridge" && -x "$cpbridge" ]]; then
     grep -q -- "$word" <<<"$out" || die "the description does not mention '$word'"
   done
 else
-  echo "== no cpbridge program installed (core/main.c not written yet): loadcheck only"
+  echo "== no cpbridge program installed (core/cli/main.c not written yet): loadcheck only"
 fi
 
 echo "OK: example-tag built out of tree against the installed header and loaded"

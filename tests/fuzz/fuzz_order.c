@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "order.h"
+#include "lib/order.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -30,8 +30,8 @@
 #include <unistd.h>
 
 #include "cpbtest.h"
-#include "db.h"
-#include "sql.h"
+#include "services/db.h"
+#include "services/sql.h"
 
 #define N_ORDERS   200
 #define N_INVALID  10 /* 5 % of 200 */

@@ -1,5 +1,5 @@
 /*
- * test_config.c — reading pipeline files (core/config.c): the fixtures in
+ * test_config.c — reading pipeline files (core/engine/config.c): the fixtures in
  * tests/fixtures/config (good and broken), generated files for every other
  * error path, ${...} interpolation, @include, PIPELINE_DIR, file: secrets,
  * engine defaults and the exported engine option tables.
@@ -11,11 +11,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "config.h"
 #include "cpbtest.h"
-#include "err.h"
-#include "log.h"
-#include "options.h"
+#include "engine/config.h"
+#include "engine/options.h"
+#include "lib/err.h"
+#include "services/log.h"
 
 static const char *fixture(const char *name)
 {

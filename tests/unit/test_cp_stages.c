@@ -30,16 +30,16 @@
 #include <unistd.h>
 
 #include "cpbtest.h"
-#include "db.h"
-#include "host.h"
-#include "options.h"
-#include "order.h"
-#include "pipeline.h"
-#include "runner.h"
-#include "schema.h"
-#include "sql.h"
-#include "staging.h"
-#include "text.h"
+#include "engine/host.h"
+#include "engine/options.h"
+#include "engine/pipeline.h"
+#include "engine/runner.h"
+#include "engine/schema.h"
+#include "engine/staging.h"
+#include "lib/order.h"
+#include "lib/text.h"
+#include "services/db.h"
+#include "services/sql.h"
 
 /* The stages, linked in statically for the direct calls. */
 extern const struct cpb_stage validate_stage;

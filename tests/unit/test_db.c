@@ -1,5 +1,5 @@
 /*
- * test_db.c — tests of core/db.c against real databases: SQLite through its
+ * test_db.c — tests of core/services/db.c against real databases: SQLite through its
  * ODBC driver (suite "sqlite", a fresh file per test) and the throwaway
  * PostgreSQL started by tests/services/pg.sh (suite "postgresql", from
  * CPB_TEST_PG), plus the pure error classification (suite "classify").
@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "cpbtest.h"
-#include "db.h"
+#include "services/db.h"
 
 static enum db_dialect dialect;
 

@@ -1,5 +1,5 @@
 /*
- * test_http.c — the HTTP client (core/http.c) against a real local server
+ * test_http.c — the HTTP client (core/services/http.c) against a real local server
  * (tests/servers/httpd.py, plain and with TLS): bodies and headers byte-exact,
  * status classification, retries with backoff and Retry-After, timeouts,
  * refused connections, the body cap, truncated bodies, TLS verification,
@@ -18,8 +18,8 @@
 
 #include "cpbserver.h"
 #include "cpbtest.h"
-#include "http.h"
-#include "log.h"
+#include "services/http.h"
+#include "services/log.h"
 
 static struct cpbserver srv;
 static struct cpbserver tls_srv;

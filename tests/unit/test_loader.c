@@ -15,8 +15,8 @@
 #include <unistd.h>
 
 #include "cpbtest.h"
-#include "loader.h"
-#include "options.h"
+#include "engine/loader.h"
+#include "engine/options.h"
 
 static char fixtures[1024];
 

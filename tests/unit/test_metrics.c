@@ -1,5 +1,5 @@
 /*
- * test_metrics.c — the Prometheus textfile (core/metrics.c): the file is
+ * test_metrics.c — the Prometheus textfile (core/engine/metrics.c): the file is
  * parsed back line by line (every line a comment or `name{labels} value`,
  * label values unescaped and compared with what went in, HELP and TYPE
  * before every family), the figures read from a real database (suites
@@ -16,13 +16,13 @@
 #include <unistd.h>
 
 #include "cpbtest.h"
-#include "db.h"
-#include "host.h"
-#include "log.h"
-#include "metrics.h"
-#include "schema.h"
-#include "sql.h"
-#include "staging.h"
+#include "engine/host.h"
+#include "engine/metrics.h"
+#include "engine/schema.h"
+#include "engine/staging.h"
+#include "services/db.h"
+#include "services/log.h"
+#include "services/sql.h"
 
 static enum db_dialect dialect;
 static char conn[1024];

@@ -28,9 +28,9 @@
 
 #include "cpbserver.h"
 #include "cpbtest.h"
-#include "host.h"
-#include "log.h"
-#include "options.h"
+#include "engine/host.h"
+#include "engine/options.h"
+#include "services/log.h"
 
 extern const struct cpb_stage notify_email_stage;
 

@@ -19,11 +19,11 @@
 
 #include "cpbserver.h"
 #include "cpbtest.h"
-#include "host.h"
-#include "http.h"
-#include "loader.h"
-#include "log.h"
-#include "options.h"
+#include "engine/host.h"
+#include "engine/loader.h"
+#include "engine/options.h"
+#include "services/http.h"
+#include "services/log.h"
 
 extern const struct cpb_stage notify_webhook_stage;
 

@@ -17,14 +17,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli/ops.h"
 #include "cpbtest.h"
-#include "db.h"
-#include "host.h"
-#include "log.h"
-#include "ops.h"
-#include "schema.h"
-#include "sql.h"
-#include "staging.h"
+#include "engine/host.h"
+#include "engine/schema.h"
+#include "engine/staging.h"
+#include "services/db.h"
+#include "services/log.h"
+#include "services/sql.h"
 
 static enum db_dialect dialect;
 static char conn[1024];

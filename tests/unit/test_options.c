@@ -1,5 +1,5 @@
 /*
- * test_options.c — declared option tables (core/options.c) against real
+ * test_options.c — declared option tables (core/engine/options.c) against real
  * libconfig files: every type with good and bad values, ranges, required,
  * defaults, deprecated warnings, unknown keys with a did-you-mean, "file:"
  * secrets and their redaction, table checks, describe and value printing.
@@ -13,9 +13,9 @@
 #include <sys/stat.h>
 
 #include "cpbtest.h"
-#include "err.h"
-#include "log.h"
-#include "options.h"
+#include "engine/options.h"
+#include "lib/err.h"
+#include "services/log.h"
 
 struct demo_opts {
     const char *path;

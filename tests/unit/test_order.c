@@ -1,5 +1,5 @@
 /*
- * test_order.c — the order normalizer (core/order.c): a realistic full
+ * test_order.c — the order normalizer (core/lib/order.c): a realistic full
  * order, exact money and quantities, UTF-8-safe cutting, problems with
  * their field paths for missing, null and wrong-typed fields, refused ids,
  * the payload hash, and hostile input (caps, deep nesting, NULs, bad UTF-8).
@@ -10,8 +10,8 @@
 #include <string.h>
 
 #include "cpbtest.h"
-#include "order.h"
-#include "text.h"
+#include "lib/order.h"
+#include "lib/text.h"
 
 /* A small valid order (WooCommerce REST shape): one line, no extras. */
 static const char BASE_ORDER[] =

@@ -3,7 +3,7 @@
  * full jitter really spreads delays over [0, ceiling].
  */
 #include "cpbtest.h"
-#include "retry.h"
+#include "lib/retry.h"
 
 static const struct retry_policy P = {.base_ms = 1000, .cap_ms = 60000, .max_attempts = 3};
 

@@ -15,14 +15,14 @@
 #include <unistd.h>
 
 #include "cpbtest.h"
-#include "db.h"
-#include "log.h"
-#include "order.h"
-#include "pipeline.h"
-#include "runner.h"
-#include "schema.h"
-#include "sql.h"
-#include "staging.h"
+#include "engine/pipeline.h"
+#include "engine/runner.h"
+#include "engine/schema.h"
+#include "engine/staging.h"
+#include "lib/order.h"
+#include "services/db.h"
+#include "services/log.h"
+#include "services/sql.h"
 
 static char conn[1024];
 static char logfile[1024];

@@ -11,9 +11,9 @@
 #include <unistd.h>
 
 #include "cpbtest.h"
-#include "db.h"
-#include "schema.h"
-#include "sql.h"
+#include "engine/schema.h"
+#include "services/db.h"
+#include "services/sql.h"
 
 static enum db_dialect dialect;
 static char conn[1024];

@@ -14,9 +14,9 @@
 #include <string.h>
 
 #include "cpbtest.h"
-#include "db.h"
-#include "err.h"
-#include "host.h"
+#include "engine/host.h"
+#include "lib/err.h"
+#include "services/db.h"
 #include "stage_util.h"
 
 /* ---- JSON ------------------------------------------------------------------ */

@@ -1,13 +1,13 @@
 /*
  * test_text.c — exact integer, decimal, duration and time parsing and
  * formatting, UTF-8 validation and cutting, and did-you-mean suggestions
- * (core/text.c), with boundary and hostile inputs.
+ * (core/lib/text.c), with boundary and hostile inputs.
  */
 #include <stdint.h>
 #include <string.h>
 
 #include "cpbtest.h"
-#include "text.h"
+#include "lib/text.h"
 
 static void test_parse_int(void)
 {

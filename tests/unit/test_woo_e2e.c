@@ -19,14 +19,14 @@
 
 #include "cpbserver.h"
 #include "cpbtest.h"
-#include "db.h"
-#include "http.h"
-#include "log.h"
-#include "pipeline.h"
-#include "runner.h"
-#include "schema.h"
-#include "sql.h"
-#include "staging.h"
+#include "engine/pipeline.h"
+#include "engine/runner.h"
+#include "engine/schema.h"
+#include "engine/staging.h"
+#include "services/db.h"
+#include "services/http.h"
+#include "services/log.h"
+#include "services/sql.h"
 
 static struct cpbserver srv;
 static struct http_client *cli;

@@ -1,0 +1,54 @@
+/*
+ * host.h — the host services table handed to stages (struct cpb_host) and
+ * the per-instance context behind it (struct cpb_ctx). The runner fills a
+ * host_env that every context of a pipeline shares: the connection, whether
+ * an order transaction is open, the current order, and where emitted orders
+ * and raised events go.
+ */
+#ifndef CPB_HOST_H
+#define CPB_HOST_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cpbridge/stage.h"
+#include "services/db.h"
+
+struct host_env {
+    struct db *db;        /* borrowed; NULL while not connected */
+    bool in_order_tx;     /* the db_* services are allowed only then */
+    int64_t order_id;     /* current staging id for log lines; 0: none */
+    const char *pipeline; /* borrowed */
+    /* Where emit and event go (the runner); NULL: refused / dropped. */
+    enum cpb_status (*emit)(void *owner, struct cpb_ctx *ctx, json_t *order);
+    void (*event)(void *owner, struct cpb_ctx *ctx, const char *name, json_t *details);
+    void *owner;
+};
+
+/* The services table (static; borrowed). */
+const struct cpb_host *host_services(void);
+
+/* A context for stage instance `stage_id` (borrowed; must outlive the ctx)
+ * sharing `env` (borrowed). New; free with host_ctx_free. NULL on OOM. */
+struct cpb_ctx *host_ctx_new(const char *stage_id, struct host_env *env);
+void host_ctx_free(struct cpb_ctx *ctx);
+
+/* The reason the last process() call gave (host->reason, or the database
+ * or HTTP failure the host recorded): "" when none. Borrowed. */
+const char *host_reason_code(const struct cpb_ctx *ctx);
+const char *host_reason_message(const struct cpb_ctx *ctx);
+/* Forget the reason and the last Retry-After (before each call). */
+void host_reason_clear(struct cpb_ctx *ctx);
+/* The longest Retry-After (ms) an HTTP response gave during the last call,
+ * or -1: the runner does not retry the order before it. */
+long host_retry_after_ms(const struct cpb_ctx *ctx);
+
+/* What the stage added with metric_add (name -> number), borrowed; NULL
+ * when nothing was added. */
+json_t *host_ctx_metrics(const struct cpb_ctx *ctx);
+
+/* The engine's clock: UTC ms since the epoch. */
+int64_t host_now_ms(void);
+
+#endif
