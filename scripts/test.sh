@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/test.sh — the README's second command and what CI runs: install
 # what is missing, build twice (plain, and with AddressSanitizer +
-# UndefinedBehaviorSanitizer), start the servers the tests need (a
+# UndefinedBehaviorSanitizer; and the tests that use threads once more with
+# ThreadSanitizer), start the servers the tests need (a
 # throwaway PostgreSQL 15 on a free 127.0.0.1 port; the tests start their
 # own HTTP, WooCommerce stand-in, webhook and SMTP servers), run every test
 # in both builds (unit, stage, end-to-end, concurrency and crash tests, the
@@ -15,6 +16,10 @@ scripts/deps.sh --test
 jobs=$(nproc 2>/dev/null || echo 2)
 scripts/build.sh build
 scripts/build.sh build-asan -DCPB_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+# ThreadSanitizer: only the tests labelled "threads" and what they load.
+cmake -S . -B build-tsan -DCPB_TSAN=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+mapfile -t tsan_tests < <(cd build-tsan && ctest -N -L threads | sed -n 's/^ *Test *#[0-9]*: //p')
+cmake --build build-tsan -j "$jobs" --target "${tsan_tests[@]}"
 
 svc=$(mktemp -d /tmp/cpbridge-svc.XXXXXX)
 chmod 755 "$svc"
@@ -35,6 +40,11 @@ for dir in build build-asan; do
     status=1
   fi
 done
+echo "== tests: build-tsan (ThreadSanitizer, label threads)"
+if ! (cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+      ctest --output-on-failure -L threads --timeout 600); then
+  status=1
+fi
 # The fuzz targets (libFuzzer, clang): a short run of each, 30 s; a
 # finding fails the run (tests/fuzz/README.md documents longer runs).
 echo "== fuzz: tests/fuzz/run.sh 30"

@@ -30,11 +30,6 @@ struct cpb_ctx {
     json_t *metrics; /* name -> number, from metric_add */
 };
 
-/* The statement wrappers need the context: statements are db statements,
- * so the context of the stage that prepared one is tracked here. Stages run
- * one at a time, so "the current context" is exact. */
-static struct cpb_ctx *current;
-
 int64_t host_now_ms(void)
 {
     struct timeval tv;
@@ -191,72 +186,77 @@ static enum cpb_status h_db_prepare(struct cpb_ctx *ctx, const char *sql, struct
                  "db_prepare is only available to step stages inside an order's transaction");
         return CPB_FAIL;
     }
-    current = ctx;
-    return db_failed(ctx, db_prepare(ctx->env->db, sql, stmt), "preparing a statement");
+    enum cpb_status rc = db_prepare(ctx->env->db, sql, stmt);
+    /* The statement services are handed only the statement: its tag names
+     * the context whose reason a failure becomes. */
+    db_stmt_set_owner(*stmt, ctx);
+    return db_failed(ctx, rc, "preparing a statement");
 }
 
-/* Wrappers that record database failures as the current stage's reason. */
-static enum cpb_status rec_db(enum cpb_status rc, const char *what)
+/* Wrappers that record database failures as the reason of the stage that
+ * prepared the statement. */
+static enum cpb_status rec_db(struct cpb_stmt *s, enum cpb_status rc, const char *what)
 {
-    if (current != NULL) {
-        return db_failed(current, rc, what);
+    struct cpb_ctx *ctx = db_stmt_owner(s);
+    if (ctx != NULL) {
+        return db_failed(ctx, rc, what);
     }
     return rc;
 }
 
 static enum cpb_status h_bind_text(struct cpb_stmt *s, unsigned i, const char *v)
 {
-    return rec_db(db_bind_text(s, i, v), "binding a value");
+    return rec_db(s, db_bind_text(s, i, v), "binding a value");
 }
 
 static enum cpb_status h_bind_int(struct cpb_stmt *s, unsigned i, int64_t v)
 {
-    return rec_db(db_bind_int(s, i, v), "binding a value");
+    return rec_db(s, db_bind_int(s, i, v), "binding a value");
 }
 
 static enum cpb_status h_bind_decimal(struct cpb_stmt *s, unsigned i, int64_t v)
 {
-    return rec_db(db_bind_decimal(s, i, v), "binding a value");
+    return rec_db(s, db_bind_decimal(s, i, v), "binding a value");
 }
 
 static enum cpb_status h_bind_null(struct cpb_stmt *s, unsigned i)
 {
-    return rec_db(db_bind_null(s, i), "binding a value");
+    return rec_db(s, db_bind_null(s, i), "binding a value");
 }
 
 static enum cpb_status h_bind_time(struct cpb_stmt *s, unsigned i, int64_t v)
 {
-    return rec_db(db_bind_time(s, i, v), "binding a value");
+    return rec_db(s, db_bind_time(s, i, v), "binding a value");
 }
 
 static enum cpb_status h_execute(struct cpb_stmt *s, int64_t *rows)
 {
-    return rec_db(db_execute(s, rows), "executing a statement");
+    return rec_db(s, db_execute(s, rows), "executing a statement");
 }
 
 static enum cpb_status h_fetch(struct cpb_stmt *s)
 {
-    return rec_db(db_fetch(s), "fetching a row");
+    return rec_db(s, db_fetch(s), "fetching a row");
 }
 
 static enum cpb_status h_col_text(struct cpb_stmt *s, unsigned c, const char **v)
 {
-    return rec_db(db_col_text(s, c, v), "reading a column");
+    return rec_db(s, db_col_text(s, c, v), "reading a column");
 }
 
 static enum cpb_status h_col_int(struct cpb_stmt *s, unsigned c, int64_t *v, bool *n)
 {
-    return rec_db(db_col_int(s, c, v, n), "reading a column");
+    return rec_db(s, db_col_int(s, c, v, n), "reading a column");
 }
 
 static enum cpb_status h_col_decimal(struct cpb_stmt *s, unsigned c, int64_t *v, bool *n)
 {
-    return rec_db(db_col_decimal(s, c, v, n), "reading a column");
+    return rec_db(s, db_col_decimal(s, c, v, n), "reading a column");
 }
 
 static enum cpb_status h_col_time(struct cpb_stmt *s, unsigned c, int64_t *v, bool *n)
 {
-    return rec_db(db_col_time(s, c, v, n), "reading a column");
+    return rec_db(s, db_col_time(s, c, v, n), "reading a column");
 }
 
 static enum cpb_status h_http(struct cpb_ctx *ctx, const struct cpb_http_request *req,
@@ -375,9 +375,6 @@ void host_ctx_free(struct cpb_ctx *ctx)
     if (ctx == NULL) {
         return;
     }
-    if (current == ctx) {
-        current = NULL;
-    }
     http_client_free(ctx->http);
     free(ctx->state_value);
     json_decref(ctx->metrics);
@@ -399,7 +396,6 @@ void host_reason_clear(struct cpb_ctx *ctx)
     ctx->reason_code[0] = '\0';
     ctx->reason_msg[0] = '\0';
     ctx->retry_after_ms = -1;
-    current = ctx;
 }
 
 json_t *host_ctx_metrics(const struct cpb_ctx *ctx)

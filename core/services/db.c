@@ -70,6 +70,7 @@ struct cpb_stmt {
     SQLSMALLINT ncols;     /* result columns of the last execute */
     bool executed;         /* executed since the last reset */
     bool have_row;         /* a row is fetched and read into cols */
+    void *owner;           /* the caller's tag while in use (borrowed) */
     struct cpb_stmt *next; /* the connection's list */
 };
 
@@ -838,6 +839,7 @@ void db_finalize(struct cpb_stmt *stmt)
     struct db *db = stmt->db;
     stmt_reset(stmt);
     stmt->in_use = false;
+    stmt->owner = NULL;
     /* Over the cap (several copies were in use at once): do not keep it. */
     if (db->nstmts > DB_CACHE_MAX) {
         stmt_unlink(db, stmt);
@@ -848,6 +850,18 @@ void db_finalize(struct cpb_stmt *stmt)
 struct db *db_stmt_db(struct cpb_stmt *stmt)
 {
     return stmt != NULL ? stmt->db : NULL;
+}
+
+void db_stmt_set_owner(struct cpb_stmt *stmt, void *owner)
+{
+    if (stmt != NULL) {
+        stmt->owner = owner;
+    }
+}
+
+void *db_stmt_owner(const struct cpb_stmt *stmt)
+{
+    return stmt != NULL ? stmt->owner : NULL;
 }
 
 /* The slot for parameter idx, growing the array; NULL after recording why. */

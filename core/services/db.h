@@ -84,6 +84,11 @@ const char *db_last_error(const struct db *db);
 const char *db_last_sqlstate(const struct db *db);
 /* The connection that owns a statement. */
 struct db *db_stmt_db(struct cpb_stmt *stmt);
+/* A tag the caller keeps on a statement while it is in use (borrowed, not
+ * freed; cleared by db_finalize), so code handed only the statement knows
+ * whose it is: the host tags a stage's statements with its context. */
+void db_stmt_set_owner(struct cpb_stmt *stmt, void *owner);
+void *db_stmt_owner(const struct cpb_stmt *stmt);
 
 /* True after an error that means the connection is gone (SQLSTATE class
  * 08, or the driver's equivalent): the caller reconnects. */

@@ -1,9 +1,13 @@
 /*
  * log.c — one line per message, text or JSON, secrets masked (see log.h).
+ * The sink, the level and the secrets are the process's, behind one mutex;
+ * the run label is the calling thread's, so workers of one process (one
+ * pipeline or several) label their own lines.
  */
 #include "services/log.h"
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
@@ -15,18 +19,27 @@ static struct {
     enum cpb_log_level level;
     enum log_format format;
     FILE *stream;
-    char *run_id;
-    char *pipeline;
     char *secrets[LOG_MAX_SECRETS];
     size_t n_secrets;
-} L = {CPB_LOG_INFO, LOG_TEXT, NULL, NULL, NULL, {NULL}, 0};
+} L = {CPB_LOG_INFO, LOG_TEXT, NULL, {NULL}, 0};
+
+/* Guards L and the writes, so lines of two threads never interleave. */
+static pthread_mutex_t L_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The calling thread's run label ("" when none); longer names are cut. */
+static _Thread_local struct {
+    char run_id[64];
+    char pipeline[128];
+} T;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
 void log_configure(enum cpb_log_level level, enum log_format format)
 {
+    pthread_mutex_lock(&L_lock);
     L.level = level;
     L.format = format;
+    pthread_mutex_unlock(&L_lock);
 }
 
 int log_level_parse(const char *name, enum cpb_log_level *out)
@@ -42,35 +55,19 @@ int log_level_parse(const char *name, enum cpb_log_level *out)
 
 void log_set_stream(FILE *stream)
 {
+    pthread_mutex_lock(&L_lock);
     L.stream = stream;
-}
-
-static int replace(char **slot, const char *value)
-{
-    char *copy = NULL;
-    if (value != NULL) {
-        copy = strdup(value);
-        if (copy == NULL) {
-            return -1;
-        }
-    }
-    free(*slot);
-    *slot = copy;
-    return 0;
+    pthread_mutex_unlock(&L_lock);
 }
 
 void log_set_run(const char *run_id, const char *pipeline)
 {
-    /* Out of memory here only loses the label on later lines. */
-    (void)replace(&L.run_id, run_id);
-    (void)replace(&L.pipeline, pipeline);
+    snprintf(T.run_id, sizeof T.run_id, "%s", run_id != NULL ? run_id : "");
+    snprintf(T.pipeline, sizeof T.pipeline, "%s", pipeline != NULL ? pipeline : "");
 }
 
-int log_redact_add(const char *secret)
+static int redact_add_locked(const char *secret)
 {
-    if (secret == NULL || secret[0] == '\0') {
-        return 0;
-    }
     for (size_t i = 0; i < L.n_secrets; i++) {
         if (strcmp(L.secrets[i], secret) == 0) {
             return 0;
@@ -88,6 +85,17 @@ int log_redact_add(const char *secret)
     return 0;
 }
 
+int log_redact_add(const char *secret)
+{
+    if (secret == NULL || secret[0] == '\0') {
+        return 0;
+    }
+    pthread_mutex_lock(&L_lock);
+    int rc = redact_add_locked(secret);
+    pthread_mutex_unlock(&L_lock);
+    return rc;
+}
+
 /* The secret that starts at s, longest first, or NULL. */
 static const char *secret_at(const char *s)
 {
@@ -103,7 +111,7 @@ static const char *secret_at(const char *s)
     return best;
 }
 
-void log_redact_into(const char *in, struct buf *out)
+static void redact_into_locked(const char *in, struct buf *out)
 {
     const char *p = in;
     while (*p != '\0') {
@@ -116,6 +124,13 @@ void log_redact_into(const char *in, struct buf *out)
             p++;
         }
     }
+}
+
+void log_redact_into(const char *in, struct buf *out)
+{
+    pthread_mutex_lock(&L_lock);
+    redact_into_locked(in, out);
+    pthread_mutex_unlock(&L_lock);
 }
 
 static void stamp(char *out, size_t n)
@@ -134,8 +149,8 @@ static void write_text(FILE *f, const char *when, enum cpb_log_level level, cons
 {
     struct buf line = BUF_INIT;
     buf_addf(&line, "%s %-5s", when, level_names[level]);
-    if (L.run_id != NULL) {
-        buf_addf(&line, " run=%s", L.run_id);
+    if (T.run_id[0] != '\0') {
+        buf_addf(&line, " run=%s", T.run_id);
     }
     if (stage != NULL) {
         buf_addf(&line, " stage=%s", stage);
@@ -167,11 +182,11 @@ static void write_json(FILE *f, const char *when, enum cpb_log_level level, cons
     }
     json_object_set_new(o, "time", json_string(when));
     json_object_set_new(o, "level", json_string(level_names[level]));
-    if (L.pipeline != NULL) {
-        json_object_set_new(o, "pipeline", json_string(L.pipeline));
+    if (T.pipeline[0] != '\0') {
+        json_object_set_new(o, "pipeline", json_string(T.pipeline));
     }
-    if (L.run_id != NULL) {
-        json_object_set_new(o, "run", json_string(L.run_id));
+    if (T.run_id[0] != '\0') {
+        json_object_set_new(o, "run", json_string(T.run_id));
     }
     if (stage != NULL) {
         json_object_set_new(o, "stage", json_string(stage));
@@ -197,16 +212,21 @@ static void write_json(FILE *f, const char *when, enum cpb_log_level level, cons
 void log_vmsg(enum cpb_log_level level, const char *stage, int64_t order_id, const char *fmt,
               va_list ap)
 {
-    if (level > L.level || (int)level < 0) {
+    if ((int)level < 0) {
         return;
     }
     struct buf raw = BUF_INIT;
     struct buf clean = BUF_INIT;
     char when[64];
-    FILE *f = L.stream != NULL ? L.stream : stderr;
 
+    pthread_mutex_lock(&L_lock);
+    if (level > L.level) {
+        pthread_mutex_unlock(&L_lock);
+        return;
+    }
+    FILE *f = L.stream != NULL ? L.stream : stderr;
     buf_vaddf(&raw, fmt, ap);
-    log_redact_into(buf_str(&raw), &clean);
+    redact_into_locked(buf_str(&raw), &clean);
     stamp(when, sizeof when);
     if (L.format == LOG_JSON) {
         write_json(f, when, level, stage, order_id, buf_str(&clean));
@@ -214,6 +234,7 @@ void log_vmsg(enum cpb_log_level level, const char *stage, int64_t order_id, con
         write_text(f, when, level, stage, order_id, buf_str(&clean));
     }
     fflush(f);
+    pthread_mutex_unlock(&L_lock);
     buf_free(&raw);
     buf_free(&clean);
 }
@@ -228,10 +249,8 @@ void log_msg(enum cpb_log_level level, const char *stage, int64_t order_id, cons
 
 void log_reset(void)
 {
-    free(L.run_id);
-    free(L.pipeline);
-    L.run_id = NULL;
-    L.pipeline = NULL;
+    log_set_run(NULL, NULL);
+    pthread_mutex_lock(&L_lock);
     for (size_t i = 0; i < L.n_secrets; i++) {
         free(L.secrets[i]);
         L.secrets[i] = NULL;
@@ -240,4 +259,5 @@ void log_reset(void)
     L.stream = NULL;
     L.level = CPB_LOG_INFO;
     L.format = LOG_TEXT;
+    pthread_mutex_unlock(&L_lock);
 }

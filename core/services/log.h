@@ -2,8 +2,9 @@
  * log.h — the engine's log: one line per message on stderr (or a stream set
  * for tests), as text or JSON, with time, level, run id, stage and order id.
  * Every registered secret is masked ("********") before a line is written.
- * This is core-global state, set up by main; stages reach it through the
- * host's log service.
+ * The sink, level and secrets are the process's (set up by main; safe to
+ * call from several threads); the run label is per thread. Stages reach it
+ * through the host's log service.
  */
 #ifndef CPB_LOG_H
 #define CPB_LOG_H
@@ -23,7 +24,8 @@ void log_configure(enum cpb_log_level level, enum log_format format);
 int log_level_parse(const char *name, enum cpb_log_level *out);
 /* Where lines go (default stderr). Borrowed; NULL restores stderr. */
 void log_set_stream(FILE *stream);
-/* Run id and pipeline name put on every line (copied; NULL clears). */
+/* Run id and pipeline name put on every line the calling thread writes
+ * (copied, cut at 63 and 127 bytes; NULL clears). */
 void log_set_run(const char *run_id, const char *pipeline);
 /* Register a secret to mask (copied). Empty strings are ignored. Returns 0,
  * or -1 when out of memory. */
@@ -39,7 +41,8 @@ void log_msg(enum cpb_log_level level, const char *stage, int64_t order_id, cons
     CPB_PRINTF(4, 5);
 void log_vmsg(enum cpb_log_level level, const char *stage, int64_t order_id, const char *fmt,
               va_list ap) CPB_PRINTF(4, 0);
-/* Forget the run, the secrets and the stream (end of main, and tests). */
+/* Forget the calling thread's run, the secrets, the stream, the level and
+ * the format (end of main, and tests). */
 void log_reset(void);
 
 #endif

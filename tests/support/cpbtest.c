@@ -4,6 +4,8 @@
  */
 #include "cpbtest.h"
 
+#include "engine/schema.h"
+
 #include <CUnit/Basic.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -199,4 +201,22 @@ int cpbtest_run(int argc, char **argv, const struct cpbtest_suite *const *suites
     }
     run_failed = bad != 0;
     return bad != 0 ? 1 : (int)CU_get_error();
+}
+
+int cpbtest_db_init_demo(const char *conn, enum db_dialect dialect)
+{
+    struct db *db = NULL;
+    struct err e = {0};
+    int from = 0;
+    int to = 0;
+    if (db_connect(conn, dialect, 10000, &db, &e) != 0) {
+        fprintf(stderr, "cpbtest: connect: %s\n", e.msg);
+        return -1;
+    }
+    int rc = schema_init(db, true, 0, &from, &to, &e);
+    if (rc != 0) {
+        fprintf(stderr, "cpbtest: schema_init: %s\n", e.msg);
+    }
+    db_close(db);
+    return rc;
 }

@@ -15,6 +15,8 @@
 #include <CUnit/CUnit.h>
 #include <stddef.h>
 
+#include "services/db.h"
+
 /* A test suite: name, optional setup/teardown, and NULL-terminated tests. */
 struct cpbtest_case {
     const char *name;
@@ -50,6 +52,11 @@ const char *cpbtest_sqlite_conn(void);
 /* The PostgreSQL connection string from CPB_TEST_PG; fails the current
  * test (and returns NULL) when it is not set. */
 const char *cpbtest_pg_conn(void);
+
+/* Connect to `conn` (borrowed), create the engine schema and the
+ * Counterpoint demo tables and data, disconnect. Returns 0, or -1 after
+ * printing why. */
+int cpbtest_db_init_demo(const char *conn, enum db_dialect dialect);
 
 /* Read a whole file into a new NUL-terminated string (free()); NULL on
  * error. *len (may be NULL) receives the length. */

@@ -141,8 +141,6 @@ static int fresh_database(void)
 {
     struct db *db = NULL;
     struct err e = {0};
-    int from = 0;
-    int to = 0;
     if (dialect == DB_SQLITE) {
         snprintf(conn, sizeof conn, "%s", cpbtest_sqlite_conn());
     } else {
@@ -180,16 +178,7 @@ static int fresh_database(void)
         /* Every connection of this test (the engine's too) works in it. */
         snprintf(conn, sizeof conn, "%s;ConnSettings=SET search_path TO %s", pg, pg_schema);
     }
-    if (db_connect(conn, dialect, 10000, &db, &e) != 0) {
-        fprintf(stderr, "connect: %s\n", e.msg);
-        return -1;
-    }
-    int rc = schema_init(db, true, 0, &from, &to, &e);
-    if (rc != 0) {
-        fprintf(stderr, "schema_init: %s\n", e.msg);
-    }
-    db_close(db);
-    return rc;
+    return cpbtest_db_init_demo(conn, dialect);
 }
 
 static void drop_database(void)
