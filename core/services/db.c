@@ -14,6 +14,7 @@
 
 #include <ctype.h>
 #include <limits.h>
+#include <pthread.h>
 #include <sql.h>
 #include <sqlext.h>
 #include <stdarg.h>
@@ -439,6 +440,9 @@ static void db_teardown(struct db *db)
     free_secrets(db);
 }
 
+/* Serialises SQLDriverConnect across threads: see db_connect. */
+static pthread_mutex_t connect_lock = PTHREAD_MUTEX_INITIALIZER;
+
 int db_connect(const char *connection, enum db_dialect dialect, int64_t login_timeout_ms,
                struct db **out, struct err *err)
 {
@@ -495,8 +499,14 @@ int db_connect(const char *connection, enum db_dialect dialect, int64_t login_ti
         /* Not every driver supports it; a refusal is not an error. */
         (void)SQLSetConnectAttr(db->dbc, SQL_ATTR_LOGIN_TIMEOUT, (SQLPOINTER)(uintptr_t)secs, 0);
     }
+    /* One connect at a time in the process: psqlodbc calls setlocale() while
+     * it connects, which is not safe while another thread does the same
+     * (ThreadSanitizer caught it in test_parallel). Connects are rare, so
+     * serialising them costs nothing measurable. */
+    (void)pthread_mutex_lock(&connect_lock);
     rc = SQLDriverConnect(db->dbc, NULL, (SQLCHAR *)connection, SQL_NTS, NULL, 0, NULL,
                           SQL_DRIVER_NOPROMPT);
+    (void)pthread_mutex_unlock(&connect_lock);
     if (!ok(rc)) {
         (void)diag(db, SQL_HANDLE_DBC, db->dbc, NULL);
         err_set(err, CPB_EXIT_UNAVAILABLE, "cannot connect to the %s database: %s", dname,
