@@ -1,6 +1,6 @@
 /*
- * test_ops.c — the operations commands (core/ops.c) end to end through
- * ops_main, against a real SQLite database through its ODBC driver (suite
+ * test_ops.c — the operations commands (core/cli/ops.c and cmd_*.c) end
+ * to end through ops_main, against a real SQLite database through its ODBC driver (suite
  * "sqlite") and the throwaway PostgreSQL of tests/services/pg.sh (suite
  * "postgresql", a new database per test). Each test sets up the rows a run
  * and the Counterpoint stages would have written with plain SQL (the demo
