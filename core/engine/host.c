@@ -19,12 +19,20 @@
 #include "services/http.h"
 #include "services/log.h"
 
+/* A reason given with reason_at for one record of a process_batch call. */
+struct batch_reason {
+    char code[64];
+    char msg[1024];
+};
+
 struct cpb_ctx {
     const char *stage_id;
     struct host_env *env;
     struct http_client *http;
     char reason_code[64];
     char reason_msg[1024];
+    struct batch_reason *batch; /* during process_batch: one per record */
+    size_t n_batch;
     long retry_after_ms;
     char *state_value;
     json_t *metrics; /* name -> number, from metric_add */
@@ -259,24 +267,84 @@ static enum cpb_status h_col_time(struct cpb_stmt *s, unsigned c, int64_t *v, bo
     return rec_db(s, db_col_time(s, c, v, n), "reading a column");
 }
 
-static enum cpb_status h_http(struct cpb_ctx *ctx, const struct cpb_http_request *req,
-                              struct cpb_http_response *resp)
+/* The stage's HTTP client, made on first use; NULL (reason set) when out
+ * of memory. */
+static struct http_client *ctx_http(struct cpb_ctx *ctx)
 {
     if (ctx->http == NULL) {
         ctx->http = http_client_new(ctx->stage_id);
         if (ctx->http == NULL) {
             reason_f(ctx, "host.oom", "out of memory creating an HTTP client");
-            return CPB_RETRY;
         }
     }
-    enum cpb_status rc = http_perform(ctx->http, req, resp);
+    return ctx->http;
+}
+
+/* Keep the longest Retry-After and, for a failure, the reason. */
+static void rec_http(struct cpb_ctx *ctx, enum cpb_status rc, const struct cpb_http_response *resp)
+{
     if (resp->retry_after_ms > ctx->retry_after_ms) {
         ctx->retry_after_ms = resp->retry_after_ms;
     }
     if (rc != CPB_OK) {
         reason_f(ctx, rc == CPB_RETRY ? "http.retryable" : "http.error", "%s", resp->error);
     }
+}
+
+static enum cpb_status h_http(struct cpb_ctx *ctx, const struct cpb_http_request *req,
+                              struct cpb_http_response *resp)
+{
+    if (ctx_http(ctx) == NULL) {
+        memset(resp, 0, sizeof *resp);
+        resp->retry_after_ms = -1;
+        return CPB_RETRY;
+    }
+    enum cpb_status rc = http_perform(ctx->http, req, resp);
+    rec_http(ctx, rc, resp);
     return rc;
+}
+
+static enum cpb_status h_http_many(struct cpb_ctx *ctx, const struct cpb_http_request *const *reqs,
+                                   struct cpb_http_response *resps, enum cpb_status *st, size_t n,
+                                   unsigned max_parallel)
+{
+    if (ctx_http(ctx) == NULL) {
+        for (size_t i = 0; resps != NULL && st != NULL && i < n; i++) {
+            memset(&resps[i], 0, sizeof resps[i]);
+            resps[i].retry_after_ms = -1;
+            st[i] = CPB_RETRY;
+        }
+        return CPB_FAIL;
+    }
+    enum cpb_status rc = http_perform_many(ctx->http, reqs, resps, st, n, max_parallel);
+    if (rc != CPB_OK) {
+        reason_f(ctx, "host.http_many", "%s",
+                 n > 0 && resps != NULL ? resps[0].error : "http_many: bad arguments");
+        return rc;
+    }
+    /* The last failure is the call's reason; each st[i] tells its own. */
+    for (size_t i = 0; i < n; i++) {
+        rec_http(ctx, st[i], &resps[i]);
+    }
+    return rc;
+}
+
+static void h_reason_at(struct cpb_ctx *ctx, size_t i, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (ctx->batch != NULL && i < ctx->n_batch) {
+        struct batch_reason *b = &ctx->batch[i];
+        snprintf(b->code, sizeof b->code, "%s", code != NULL ? code : "");
+        vsnprintf(b->msg, sizeof b->msg, fmt, ap);
+    } else {
+        log_msg(CPB_LOG_WARN, ctx->stage_id, 0,
+                "reason_at(%zu) outside a process_batch call of that many records: kept as the "
+                "stage's reason",
+                i);
+        set_reason(ctx, code, fmt, ap);
+    }
+    va_end(ap);
 }
 
 static int64_t h_now_ms(struct cpb_ctx *ctx)
@@ -351,6 +419,8 @@ static const struct cpb_host services = {
     .redact = h_redact,
     .stage_id = h_stage_id,
     .pipeline_name = h_pipeline_name,
+    .http_many = h_http_many,
+    .reason_at = h_reason_at,
 };
 
 const struct cpb_host *host_services(void)
@@ -376,6 +446,7 @@ void host_ctx_free(struct cpb_ctx *ctx)
         return;
     }
     http_client_free(ctx->http);
+    host_batch_end(ctx);
     free(ctx->state_value);
     json_decref(ctx->metrics);
     free(ctx);
@@ -389,6 +460,46 @@ const char *host_reason_code(const struct cpb_ctx *ctx)
 const char *host_reason_message(const struct cpb_ctx *ctx)
 {
     return ctx->reason_msg;
+}
+
+int host_batch_begin(struct cpb_ctx *ctx, size_t n)
+{
+    host_batch_end(ctx);
+    ctx->batch = calloc(n > 0 ? n : 1, sizeof *ctx->batch);
+    if (ctx->batch == NULL) {
+        return -1;
+    }
+    ctx->n_batch = n;
+    return 0;
+}
+
+/* Record i's own reason when it has one, else the call's. */
+static const struct batch_reason *batch_at(const struct cpb_ctx *ctx, size_t i)
+{
+    if (ctx->batch == NULL || i >= ctx->n_batch) {
+        return NULL;
+    }
+    const struct batch_reason *b = &ctx->batch[i];
+    return b->code[0] != '\0' || b->msg[0] != '\0' ? b : NULL;
+}
+
+const char *host_batch_reason_code(const struct cpb_ctx *ctx, size_t i)
+{
+    const struct batch_reason *b = batch_at(ctx, i);
+    return b != NULL ? b->code : ctx->reason_code;
+}
+
+const char *host_batch_reason_message(const struct cpb_ctx *ctx, size_t i)
+{
+    const struct batch_reason *b = batch_at(ctx, i);
+    return b != NULL ? b->msg : ctx->reason_msg;
+}
+
+void host_batch_end(struct cpb_ctx *ctx)
+{
+    free(ctx->batch);
+    ctx->batch = NULL;
+    ctx->n_batch = 0;
 }
 
 void host_reason_clear(struct cpb_ctx *ctx)

@@ -38,6 +38,15 @@ void host_ctx_free(struct cpb_ctx *ctx);
  * or HTTP failure the host recorded): "" when none. Borrowed. */
 const char *host_reason_code(const struct cpb_ctx *ctx);
 const char *host_reason_message(const struct cpb_ctx *ctx);
+/* Around a process_batch call of n records: slots for host->reason_at.
+ * begin returns 0 or -1 (out of memory); end frees them (safe without a
+ * begin). The reason of record i is its reason_at, or else the call's
+ * (host->reason, or the failed database or HTTP call); the strings are
+ * borrowed until host_batch_end or the next call. */
+int host_batch_begin(struct cpb_ctx *ctx, size_t n);
+const char *host_batch_reason_code(const struct cpb_ctx *ctx, size_t i);
+const char *host_batch_reason_message(const struct cpb_ctx *ctx, size_t i);
+void host_batch_end(struct cpb_ctx *ctx);
 /* Forget the reason and the last Retry-After (before each call). */
 void host_reason_clear(struct cpb_ctx *ctx);
 /* The longest Retry-After (ms) an HTTP response gave during the last call,

@@ -54,7 +54,8 @@ struct dir_list {
 #define STAGE_END_OF(member)                                                                       \
     (offsetof(struct cpb_stage, member) + sizeof(((const struct cpb_stage *)NULL)->member))
 static const size_t stage_size_by_minor[] = {
-    STAGE_END_OF(fini), /* 1.0 */
+    STAGE_END_OF(fini),          /* 1.0 */
+    STAGE_END_OF(process_batch), /* 1.1 */
 };
 _Static_assert(sizeof stage_size_by_minor / sizeof stage_size_by_minor[0] == CPB_ABI_MINOR + 1,
                "stage_size_by_minor needs one entry per ABI minor");
@@ -453,6 +454,10 @@ int loader_check(const char *name, const char *path, const struct cpb_stage *des
     if (desc->process == NULL) {
         return err_set(err, CPB_EXIT_CONFIG, "%s: the descriptor has no process function", what);
     }
+    if (loader_process_batch(desc) != NULL && desc->kind != CPB_AFTER_COMMIT) {
+        return err_set(err, CPB_EXIT_CONFIG,
+                       "%s: process_batch is for after-commit stages only (kind %d)", what, kind);
+    }
     if (desc->version == NULL || desc->summary == NULL) {
         return err_set(err, CPB_EXIT_CONFIG, "%s: the descriptor has no %s", what,
                        desc->version == NULL ? "version" : "summary");
@@ -466,6 +471,15 @@ int loader_check(const char *name, const char *path, const struct cpb_stage *des
         return 0;
     }
     return options_check_table(desc->options, desc->options_size, what, err);
+}
+
+loader_batch_fn loader_process_batch(const struct cpb_stage *desc)
+{
+    /* A 1.0 descriptor ends before the member: never read past its size. */
+    if (desc->abi_minor < 1 || desc->size < STAGE_END_OF(process_batch)) {
+        return NULL;
+    }
+    return desc->process_batch;
 }
 
 /* `name` and `path` are borrowed; *out receives a new handle and a new copy

@@ -37,6 +37,12 @@ int loader_open(const char *name, const char *path, struct loaded_stage *out, st
 int loader_check(const char *name, const char *path, const struct cpb_stage *desc,
                  struct err *err);
 
+/* The stage's process_batch (ABI 1.1), or NULL when it has none or was
+ * built for ABI 1.0 (whose descriptor ends before the member). */
+typedef void (*loader_batch_fn)(void *state, struct cpb_record *const *recs, size_t n,
+                                enum cpb_status *out);
+loader_batch_fn loader_process_batch(const struct cpb_stage *desc);
+
 /* dlclose and free; the struct is zeroed. Safe on a zeroed struct. */
 void loader_close(struct loaded_stage *s);
 

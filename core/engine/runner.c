@@ -38,6 +38,23 @@ struct stage_time {
     int64_t us;
 };
 
+/* An applied order whose after-commit steps run with the rest of its claim
+ * batch, so a stage with process_batch handles them in one call. Owns the
+ * order and its JSON; the record points into them. */
+struct after_item {
+    struct staged_order so;
+    json_t *raw;
+    json_t *norm;
+    json_t *result;
+    struct cpb_record rec;
+    bool stopped;   /* a step did not finish: later steps wait for the retry */
+    bool abandoned; /* the database failed: the order stays due, untouched */
+    enum after_state state;
+    int64_t next;
+    char code[64];
+    char msg[1200];
+};
+
 struct runner {
     struct pipeline *p;
     const struct run_options *o;
@@ -53,11 +70,14 @@ struct runner {
     bool attention;
     bool fatal_db;
     unsigned long processed;
-    int64_t started_ms;        /* when the run started */
-    int64_t due_by;            /* claims take orders due by this time, when claiming
-                                  began: an order retried during the run waits for
-                                  the next one */
-    char alert_file[1100];     /* alert state when the database is down */
+    int64_t started_ms;       /* when the run started */
+    int64_t due_by;           /* claims take orders due by this time, when claiming
+                                 began: an order retried during the run waits for
+                                 the next one */
+    char alert_file[1100];    /* alert state when the database is down */
+    struct after_item *after; /* applied orders waiting for their after-commit
+                                 steps: one claim batch at most */
+    size_t n_after;
 };
 
 static int64_t mono_us(void)
@@ -229,8 +249,7 @@ static enum cpb_status notify_one(struct stage_inst *s, const char *name, json_t
 }
 
 /* Queue an event a notifier could not deliver, for a later run. */
-static bool outbox_add(struct runner *r, const struct stage_inst *s, const char *name,
-                       json_t *ev)
+static bool outbox_add(struct runner *r, const struct stage_inst *s, const char *name, json_t *ev)
 {
     char *payload = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
     bool ok = false;
@@ -278,7 +297,8 @@ static void deliver_outbox(struct runner *r)
         rc = db_fetch(st);
         if (rc != CPB_OK || db_col_int(st, 1, &row->id, NULL) != CPB_OK ||
             db_col_text(st, 2, &sid) != CPB_OK || db_col_text(st, 3, &ev) != CPB_OK ||
-            db_col_text(st, 4, &pl) != CPB_OK || db_col_int(st, 5, &row->attempts, NULL) != CPB_OK) {
+            db_col_text(st, 4, &pl) != CPB_OK ||
+            db_col_int(st, 5, &row->attempts, NULL) != CPB_OK) {
             break;
         }
         row->stage_id = strdup(sid != NULL ? sid : "");
@@ -332,8 +352,7 @@ static void deliver_events(struct runner *r)
     const char *name;
     json_t *ev;
     int64_t now = host_now_ms();
-    struct alert_store as = {r->db, r->alert_file, r->p->cfg->name,
-                             r->p->cfg->alerts.throttle_ms};
+    struct alert_store as = {r->db, r->alert_file, r->p->cfg->name, r->p->cfg->alerts.throttle_ms};
     json_t *keys = alerts_filter(&as, r->events, now);
     if (r->db != NULL) {
         deliver_outbox(r);
@@ -411,8 +430,8 @@ static void check_stale(struct runner *r)
     text_format_duration(r->p->cfg->run.stale_after_ms, limit, sizeof limit);
     snprintf(msg, sizeof msg, "%lld order(s) pending for longer than %s; the oldest since %s UTC",
              (long long)count, limit, since);
-    json_t *d = json_pack("{s:s, s:s, s:I, s:s}", "reason", "orders.stale", "message", msg,
-                          "count", (json_int_t)count, "oldest", since);
+    json_t *d = json_pack("{s:s, s:s, s:I, s:s}", "reason", "orders.stale", "message", msg, "count",
+                          (json_int_t)count, "oldest", since);
     event_details(r, "orders.stale", d);
     json_decref(d);
     log_msg(CPB_LOG_WARN, NULL, 0, "%s", msg);
@@ -452,8 +471,8 @@ static void check_schedule(struct runner *r)
     text_format_duration(r->p->cfg->run.expect_every_ms, every, sizeof every);
     text_format_time(last, when, sizeof when);
     snprintf(msg, sizeof msg,
-             "the last successful run ended %s ago (%s UTC); runs are expected every %s", ago,
-             when, every);
+             "the last successful run ended %s ago (%s UTC); runs are expected every %s", ago, when,
+             every);
     json_t *d = json_pack("{s:s, s:s, s:s}", "reason", "scheduler.missed", "message", msg,
                           "last_success", when);
     event_details(r, "scheduler.missed", d);
@@ -612,11 +631,11 @@ static bool has_kind(const struct pipeline *p, enum cpb_kind kind)
 }
 
 /* The reason a failed call left, or a default naming the stage. */
-static void reason_of(const struct stage_inst *s, enum cpb_status st, char *code, size_t ncode,
-                      char *msg, size_t nmsg)
+/* The reason code and message a stage gave (c, m: "" when none) as the
+ * order records them. */
+static void reason_text(const struct stage_inst *s, enum cpb_status st, const char *c,
+                        const char *m, char *code, size_t ncode, char *msg, size_t nmsg)
 {
-    const char *c = host_reason_code(s->ctx);
-    const char *m = host_reason_message(s->ctx);
     snprintf(code, ncode, "%s", c[0] != '\0' ? c : "stage.failed");
     if (m[0] != '\0') {
         snprintf(msg, nmsg, "%s: %s", s->cs->id, m);
@@ -624,6 +643,13 @@ static void reason_of(const struct stage_inst *s, enum cpb_status st, char *code
         snprintf(msg, nmsg, "%s returned %s without a reason", s->cs->id,
                  st == CPB_RETRY ? "RETRY" : "FAIL");
     }
+}
+
+static void reason_of(const struct stage_inst *s, enum cpb_status st, char *code, size_t ncode,
+                      char *msg, size_t nmsg)
+{
+    reason_text(s, st, host_reason_code(s->ctx), host_reason_message(s->ctx), code, ncode, msg,
+                nmsg);
 }
 
 struct failure {
@@ -817,8 +843,7 @@ static bool run_steps(struct runner *r, struct staged_order *so, struct cpb_reco
     bool after = has_kind(p, CPB_AFTER_COMMIT) && !r->o->dry_run;
     timing_text(r, us, &timing);
     bool adopted = json_is_true(json_object_get(rec->result, "cp_adopted"));
-    st = staging_mark_applied(r->db, so->id, r->lease, doc_id, tkt, adopted, after,
-                              host_now_ms());
+    st = staging_mark_applied(r->db, so->id, r->lease, doc_id, tkt, adopted, after, host_now_ms());
     if (st == CPB_OK) {
         struct staging_event ev = {
             so->id,     r->res->run_id, "applied",        NULL, so->status,
@@ -879,77 +904,177 @@ static void after_record(struct runner *r, const struct staged_order *so, const 
     }
 }
 
-/* Run the after-commit steps not yet done for an applied order. */
-static void run_after(struct runner *r, const struct staged_order *so, struct cpb_record *rec)
+/* Record what after-commit stage `s` did for one queued order. */
+static void after_outcome(struct runner *r, const struct stage_inst *s, struct after_item *it,
+                          enum cpb_status st, const char *code, const char *msg)
+{
+    const struct staged_order *so = &it->so;
+    if (st == CPB_OK || st == CPB_SKIP) {
+        if (staging_after_done(r->db, so->id, s->cs->id, host_now_ms()) != CPB_OK) {
+            /* Done in the world but not recorded: it will run again. */
+            log_msg(CPB_LOG_ERROR, s->cs->id, so->id, "could not record completion: %s",
+                    db_last_error(r->db));
+            (void)db_recover(r);
+            it->abandoned = true;
+            return;
+        }
+        after_record(r, so, "after.done", s->cs->id, NULL, NULL);
+        r->res->counts.after_done++;
+        return;
+    }
+    it->stopped = true;
+    snprintf(it->code, sizeof it->code, "%s", code);
+    snprintf(it->msg, sizeof it->msg, "%s", msg);
+    if (st == CPB_RETRY && !retry_exhausted(&r->policy, so->after_attempts)) {
+        int64_t delay = retry_delay_ms(&r->policy, so->after_attempts, &r->rng) + 1;
+        long ra = host_retry_after_ms(s->ctx);
+        it->state = AFTER_DUE;
+        it->next = host_now_ms() + (ra > delay ? ra : delay);
+        after_record(r, so, "after.retry", s->cs->id, code, msg);
+        log_msg(CPB_LOG_WARN, s->cs->id, so->id,
+                "order %s: after-commit attempt %u of %u failed (%s: %s); will retry", so->ext_id,
+                so->after_attempts, r->policy.max_attempts, code, msg);
+    } else {
+        it->state = AFTER_GAVE_UP;
+        r->res->counts.after_failed++;
+        r->attention = true;
+        after_record(r, so, "after.failed", s->cs->id, code, msg);
+        event_order(r, "sync.failed", so, code, msg);
+        log_msg(CPB_LOG_ERROR, s->cs->id, so->id,
+                "order %s: gave up (%s: %s); the order stays applied in Counterpoint", so->ext_id,
+                code, msg);
+    }
+}
+
+/* Run after-commit stage `s` for the queued orders at idx[0..k-1]: in one
+ * process_batch call when the stage has it, else one process call each. */
+static void after_stage(struct runner *r, size_t si, const size_t *idx, size_t k)
+{
+    struct stage_inst *s = &r->p->st[si];
+    loader_batch_fn batch = loader_process_batch(s->ls.desc);
+    struct cpb_record **recs = NULL;
+    enum cpb_status *out = NULL;
+    char code[64];
+    char msg[1200];
+
+    if (batch != NULL) {
+        recs = calloc(k, sizeof *recs);
+        out = calloc(k, sizeof *out);
+        if (recs == NULL || out == NULL || host_batch_begin(s->ctx, k) != 0) {
+            log_msg(CPB_LOG_WARN, s->cs->id, 0, "out of memory for a batch; one order at a time");
+            batch = NULL;
+        }
+    }
+    int64_t t0 = mono_us();
+    if (batch != NULL) {
+        for (size_t j = 0; j < k; j++) {
+            recs[j] = &r->after[idx[j]].rec;
+            out[j] = CPB_FAIL;
+        }
+        host_reason_clear(s->ctx);
+        batch(s->state, recs, k, out);
+        r->times[si].calls += k;
+        r->times[si].us += mono_us() - t0;
+        for (size_t j = 0; j < k && !r->fatal_db; j++) {
+            reason_text(s, out[j], host_batch_reason_code(s->ctx, j),
+                        host_batch_reason_message(s->ctx, j), code, sizeof code, msg, sizeof msg);
+            after_outcome(r, s, &r->after[idx[j]], out[j], code, msg);
+        }
+        host_batch_end(s->ctx);
+    } else {
+        for (size_t j = 0; j < k && !r->fatal_db; j++) {
+            struct after_item *it = &r->after[idx[j]];
+            t0 = mono_us();
+            r->p->env.order_id = it->so.id;
+            host_reason_clear(s->ctx);
+            enum cpb_status st = s->ls.desc->process(s->state, &it->rec);
+            r->p->env.order_id = 0;
+            r->times[si].calls++;
+            r->times[si].us += mono_us() - t0;
+            reason_of(s, st, code, sizeof code, msg, sizeof msg);
+            after_outcome(r, s, it, st, code, msg);
+        }
+    }
+    free(recs);
+    free(out);
+}
+
+static void after_item_clear(struct after_item *it)
+{
+    json_decref(it->result);
+    json_decref(it->norm);
+    json_decref(it->raw);
+    staging_order_clear(&it->so);
+    memset(it, 0, sizeof *it);
+}
+
+/*
+ * Run the after-commit steps of the queued orders, stage by stage in the
+ * pipeline's order; an order whose step did not finish waits for its retry
+ * before later steps. Each order's outcome is recorded on its own, exactly
+ * as for one order: a crash here leaves the orders applied with their
+ * after-commit steps due, and the next run resumes them.
+ */
+static void after_flush(struct runner *r)
 {
     struct pipeline *p = r->p;
-    enum after_state state = AFTER_NONE;
-    int64_t next = host_now_ms();
-    char code[64] = "";
-    char msg[1200] = "";
-
-    for (size_t i = 0; i < p->n; i++) {
+    size_t *idx = NULL;
+    if (r->n_after == 0) {
+        return;
+    }
+    idx = calloc(r->n_after, sizeof *idx);
+    if (idx == NULL) {
+        log_msg(CPB_LOG_ERROR, NULL, 0, "out of memory; after-commit steps wait for the next run");
+        goto out;
+    }
+    for (size_t i = 0; i < p->n && !r->fatal_db; i++) {
         struct stage_inst *s = &p->st[i];
-        bool done = false;
+        size_t k = 0;
         if (s->ls.desc->kind != CPB_AFTER_COMMIT) {
             continue;
         }
-        if (staging_after_is_done(r->db, so->id, s->cs->id, &done) != CPB_OK) {
-            log_msg(CPB_LOG_ERROR, s->cs->id, so->id, "reading after-commit state: %s",
-                    db_last_error(r->db));
-            (void)db_recover(r);
-            return;
-        }
-        if (done) {
-            continue;
-        }
-        int64_t t0 = mono_us();
-        host_reason_clear(s->ctx);
-        enum cpb_status st = s->ls.desc->process(s->state, rec);
-        r->times[i].calls++;
-        r->times[i].us += mono_us() - t0;
-        if (st == CPB_OK || st == CPB_SKIP) {
-            if (staging_after_done(r->db, so->id, s->cs->id, host_now_ms()) != CPB_OK) {
-                /* Done in the world but not recorded: it will run again. */
-                log_msg(CPB_LOG_ERROR, s->cs->id, so->id, "could not record completion: %s",
+        for (size_t j = 0; j < r->n_after; j++) {
+            struct after_item *it = &r->after[j];
+            bool done = false;
+            if (it->stopped || it->abandoned) {
+                continue;
+            }
+            if (staging_after_is_done(r->db, it->so.id, s->cs->id, &done) != CPB_OK) {
+                log_msg(CPB_LOG_ERROR, s->cs->id, it->so.id, "reading after-commit state: %s",
                         db_last_error(r->db));
                 (void)db_recover(r);
-                return;
+                it->abandoned = true;
+                continue;
             }
-            after_record(r, so, "after.done", s->cs->id, NULL, NULL);
-            r->res->counts.after_done++;
+            if (!done) {
+                idx[k++] = j;
+            }
+        }
+        if (k > 0) {
+            after_stage(r, i, idx, k);
+        }
+    }
+    for (size_t j = 0; j < r->n_after && !r->fatal_db; j++) {
+        struct after_item *it = &r->after[j];
+        if (it->abandoned) {
             continue;
         }
-        reason_of(s, st, code, sizeof code, msg, sizeof msg);
-        if (st == CPB_RETRY && !retry_exhausted(&r->policy, so->after_attempts)) {
-            int64_t delay = retry_delay_ms(&r->policy, so->after_attempts, &r->rng) + 1;
-            long ra = host_retry_after_ms(s->ctx);
-            state = AFTER_DUE;
-            next += ra > delay ? ra : delay;
-            after_record(r, so, "after.retry", s->cs->id, code, msg);
-            log_msg(CPB_LOG_WARN, s->cs->id, so->id,
-                    "order %s: after-commit attempt %u of %u failed (%s: %s); will retry",
-                    so->ext_id, so->after_attempts, r->policy.max_attempts, code, msg);
-        } else {
-            state = AFTER_GAVE_UP;
-            r->res->counts.after_failed++;
-            r->attention = true;
-            after_record(r, so, "after.failed", s->cs->id, code, msg);
-            event_order(r, "sync.failed", so, code, msg);
-            log_msg(CPB_LOG_ERROR, s->cs->id, so->id,
-                    "order %s: gave up (%s: %s); the order stays applied in Counterpoint",
-                    so->ext_id, code, msg);
+        bool none = it->state == AFTER_NONE;
+        enum cpb_status rc = staging_after_finish(
+            r->db, it->so.id, r->token, it->state, none ? host_now_ms() : it->next,
+            none ? NULL : it->code, none ? NULL : it->msg, host_now_ms());
+        if (rc != CPB_OK && rc != CPB_SKIP) {
+            log_msg(CPB_LOG_ERROR, NULL, it->so.id, "could not record after-commit state: %s",
+                    db_last_error(r->db));
+            (void)db_recover(r);
         }
-        break;
     }
-    enum cpb_status rc = staging_after_finish(r->db, so->id, r->token, state, next,
-                                              state == AFTER_NONE ? NULL : code,
-                                              state == AFTER_NONE ? NULL : msg, host_now_ms());
-    if (rc != CPB_OK && rc != CPB_SKIP) {
-        log_msg(CPB_LOG_ERROR, NULL, so->id, "could not record after-commit state: %s",
-                db_last_error(r->db));
-        (void)db_recover(r);
+out:
+    for (size_t j = 0; j < r->n_after; j++) {
+        after_item_clear(&r->after[j]);
     }
+    r->n_after = 0;
+    free(idx);
 }
 
 static void process_order(struct runner *r, int64_t id)
@@ -976,8 +1101,7 @@ static void process_order(struct runner *r, int64_t id)
     if (raw != NULL && order_normalize(raw, &norm, msg, sizeof msg) != 0) {
         norm = NULL;
     } else if (raw == NULL) {
-        snprintf(msg, sizeof msg, "stored payload is not JSON: %s (line %d)", jerr.text,
-                 jerr.line);
+        snprintf(msg, sizeof msg, "stored payload is not JSON: %s (line %d)", jerr.text, jerr.line);
     }
     if (norm == NULL) {
         order_failed(r, &so, NULL, CPB_FAIL, "payload.corrupt", msg, -1);
@@ -1012,9 +1136,24 @@ static void process_order(struct runner *r, int64_t id)
     } else if (!(strcmp(so.status, ST_APPLIED) == 0 && so.after_pending == AFTER_DUE)) {
         goto out;
     } else {
-        rec.attempt = so.after_attempts;
+        /* Resumed (after a crash, a failure, or `dlq retry`, which counts
+         * from 0 again): never attempt 1, which tells a stage that nothing
+         * of its step can have happened yet. */
+        rec.attempt = so.after_attempts > 1 ? so.after_attempts : 2;
     }
-    run_after(r, &so, &rec);
+    /* Queue it for after_flush, which takes over the order and its JSON. */
+    struct after_item *it = &r->after[r->n_after++];
+    memset(it, 0, sizeof *it);
+    it->so = so;
+    it->raw = raw;
+    it->norm = norm;
+    it->result = result;
+    it->rec = rec;
+    it->state = AFTER_NONE;
+    memset(&so, 0, sizeof so);
+    raw = NULL;
+    norm = NULL;
+    result = NULL;
 out:
     r->p->env.order_id = 0;
     json_decref(result);
@@ -1056,6 +1195,7 @@ static void dry_run_orders(struct runner *r)
     for (unsigned i = 0; i < n; i++) {
         process_order(r, ids[i]);
     }
+    after_flush(r); /* nothing is queued in a dry run; kept for symmetry */
 }
 
 static void run_orders(struct runner *r)
@@ -1074,9 +1214,8 @@ static void run_orders(struct runner *r)
         }
         unsigned n = 0;
         int64_t claimed_at = host_now_ms();
-        enum cpb_status st =
-            staging_claim(r->db, r->token, r->owner, claimed_at, r->due_by, rc->lease_ms,
-                          limit, ids, &n);
+        enum cpb_status st = staging_claim(r->db, r->token, r->owner, claimed_at, r->due_by,
+                                           rc->lease_ms, limit, ids, &n);
         if (st != CPB_OK) {
             log_msg(CPB_LOG_WARN, NULL, 0, "could not claim orders: %s", db_last_error(r->db));
             if (!db_recover(r) || st == CPB_FAIL) {
@@ -1098,6 +1237,11 @@ static void run_orders(struct runner *r)
             process_order(r, ids[i]);
             r->processed++;
         }
+        int64_t now = host_now_ms();
+        if (!r->fatal_db && now - claimed_at > rc->lease_ms / 3) {
+            (void)staging_renew(r->db, r->token, now + rc->lease_ms);
+        }
+        after_flush(r);
         if (r->fatal_db) {
             return;
         }
@@ -1203,7 +1347,8 @@ int runner_run(struct pipeline *p, const struct run_options *o, struct run_resul
     r.rng = retry_rng_seed();
     r.events = json_object();
     r.times = calloc(p->n > 0 ? p->n : 1, sizeof *r.times);
-    if (r.events == NULL || r.times == NULL) {
+    r.after = calloc(MAX_BATCH, sizeof *r.after);
+    if (r.events == NULL || r.times == NULL || r.after == NULL) {
         code = err_set(err, CPB_EXIT_SOFTWARE, "out of memory");
         code = CPB_EXIT_SOFTWARE;
         goto out;
@@ -1310,5 +1455,6 @@ out:
     lock_release(lock_fd);
     json_decref(r.events);
     free(r.times);
+    free(r.after);
     return code;
 }

@@ -1,6 +1,8 @@
 /*
  * http.c — the engine's HTTP client over libcurl (see http.h): one easy
- * handle per client (kept connections are reused), TLS verification on,
+ * handle per client for one request at a time, and a multi handle with a
+ * pool of easy handles for several at once (http_perform_many; kept
+ * connections are reused in both), TLS verification on,
  * timeouts, no redirects, a cap on body size, headers kept for lookup,
  * outcomes classified as OK / RETRY / FAIL, and retries with backoff or
  * Retry-After. Messages never carry a URL's query string or user info.
@@ -35,7 +37,9 @@ struct http_client {
     CURL *curl;
     const char *log_stage; /* borrowed */
     uint64_t rng;
-    char errbuf[CURL_ERROR_SIZE];
+    CURLM *multi;                  /* http_perform_many: made on first use */
+    CURL *pool[HTTP_MAX_PARALLEL]; /* its easy handles, kept for their connections */
+    unsigned cap; /* 0, or at most this many at once: the server asked to slow down */
 };
 
 struct http_hdr {
@@ -58,6 +62,16 @@ struct http_transfer {
     size_t max_body;
     int too_big;
     struct http_priv *priv;
+};
+
+/* One exchange on an easy handle: what xfer_setup gives libcurl and the
+ * callbacks fill, until xfer_finish. */
+struct xfer {
+    CURL *h; /* borrowed from the client */
+    struct curl_slist *headers;
+    struct http_transfer t;
+    char errbuf[CURL_ERROR_SIZE];
+    bool unsent; /* xfer_finish: the server certainly did not act on it */
 };
 
 static long max_body_bytes = HTTP_MAX_BODY;
@@ -103,6 +117,10 @@ void http_client_free(struct http_client *c)
     if (c == NULL) {
         return;
     }
+    for (size_t i = 0; i < HTTP_MAX_PARALLEL; i++) {
+        curl_easy_cleanup(c->pool[i]);
+    }
+    curl_multi_cleanup(c->multi);
     curl_easy_cleanup(c->curl);
     free(c);
 }
@@ -224,6 +242,13 @@ static int64_t wall_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -523,11 +548,11 @@ static int is_tls_verify_error(CURLcode rc)
 }
 
 /* Classify a transport error and describe it. */
-static enum cpb_status transport_error(struct http_client *c, const struct cpb_http_request *r,
+static enum cpb_status transport_error(const struct xfer *x, const struct cpb_http_request *r,
                                        CURLcode rc, const char *url, struct cpb_http_response *resp)
 {
     char detail[CURL_ERROR_SIZE];
-    copy_printable(detail, sizeof detail, c->errbuf[0] != '\0' ? c->errbuf : curl_easy_strerror(rc),
+    copy_printable(detail, sizeof detail, x->errbuf[0] != '\0' ? x->errbuf : curl_easy_strerror(rc),
                    sizeof detail);
 
     if (is_tls_verify_error(rc)) {
@@ -540,7 +565,7 @@ static enum cpb_status transport_error(struct http_client *c, const struct cpb_h
     switch (rc) {
     case CURLE_OPERATION_TIMEDOUT: {
         curl_off_t connect_us = 0;
-        if (curl_easy_getinfo(c->curl, CURLINFO_CONNECT_TIME_T, &connect_us) != CURLE_OK) {
+        if (curl_easy_getinfo(x->h, CURLINFO_CONNECT_TIME_T, &connect_us) != CURLE_OK) {
             connect_us = 0;
         }
         if (connect_us == 0) {
@@ -616,45 +641,47 @@ static void status_error(const struct cpb_http_response *resp_in, const char *re
     set_error(resp, "HTTP %ld%s%s from %s", st, sep, reason, url);
 }
 
-static enum cpb_status perform_once(struct http_client *c, const struct cpb_http_request *r,
-                                    const char *url, struct cpb_http_response *resp)
+/*
+ * Set up handle x->h for request `r` (normalised): headers, options and
+ * callbacks; resp->priv gets the header store. Returns CPB_OK, or the
+ * status with resp->error set (then xfer_release, and no transfer).
+ */
+static enum cpb_status xfer_setup(struct xfer *x, const struct cpb_http_request *r, const char *url,
+                                  struct cpb_http_response *resp)
 {
-    enum cpb_status st = CPB_FAIL;
-    struct curl_slist *headers = NULL;
-    struct http_transfer t = {BUF_INIT, (size_t)max_body_bytes, 0, NULL};
     struct http_priv *p = calloc(1, sizeof *p);
     int bad = 0;
 
+    x->headers = NULL;
+    x->t = (struct http_transfer){BUF_INIT, (size_t)max_body_bytes, 0, NULL};
+    x->errbuf[0] = '\0';
     if (p == NULL) {
         set_error(resp, "out of memory");
-        st = CPB_RETRY;
-        goto out;
+        return CPB_RETRY;
     }
     resp->priv = p;
-    t.priv = p;
+    x->t.priv = p;
 
-    headers = curl_slist_append(NULL, "Expect:");
-    if (headers == NULL) {
+    x->headers = curl_slist_append(NULL, "Expect:");
+    if (x->headers == NULL) {
         set_error(resp, "out of memory");
-        st = CPB_RETRY;
-        goto out;
+        return CPB_RETRY;
     }
     if (r->headers != NULL) {
         for (size_t i = 0; r->headers[i] != NULL; i++) {
-            struct curl_slist *more = curl_slist_append(headers, r->headers[i]);
+            struct curl_slist *more = curl_slist_append(x->headers, r->headers[i]);
             if (more == NULL) {
                 set_error(resp, "out of memory");
-                st = CPB_RETRY;
-                goto out;
+                return CPB_RETRY;
             }
-            headers = more;
+            x->headers = more;
         }
     }
 
-    CURL *h = c->curl;
+    CURL *h = x->h;
     curl_easy_reset(h); /* keeps live connections, DNS and TLS session caches */
-    c->errbuf[0] = '\0';
-    bad |= curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->errbuf) != CURLE_OK;
+    bad |= curl_easy_setopt(h, CURLOPT_ERRORBUFFER, x->errbuf) != CURLE_OK;
+    bad |= curl_easy_setopt(h, CURLOPT_PRIVATE, (void *)x) != CURLE_OK;
     bad |= curl_easy_setopt(h, CURLOPT_URL, r->url) != CURLE_OK;
     bad |= curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
 #if LIBCURL_VERSION_NUM >= 0x075500
@@ -665,7 +692,7 @@ static enum cpb_status perform_once(struct http_client *c, const struct cpb_http
 #endif
     bad |= curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK;
     bad |= curl_easy_setopt(h, CURLOPT_USERAGENT, "cpbridge/" CPB_VERSION) != CURLE_OK;
-    bad |= curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers) != CURLE_OK;
+    bad |= curl_easy_setopt(h, CURLOPT_HTTPHEADER, x->headers) != CURLE_OK;
     bad |= curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "") != CURLE_OK;
     bad |= curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, r->timeout_ms) != CURLE_OK;
     bad |= curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, r->connect_timeout_ms) != CURLE_OK;
@@ -675,11 +702,11 @@ static enum cpb_status perform_once(struct http_client *c, const struct cpb_http
     if (r->ca_file != NULL) {
         bad |= curl_easy_setopt(h, CURLOPT_CAINFO, r->ca_file) != CURLE_OK;
     }
-    bad |= curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)t.max_body) != CURLE_OK;
+    bad |= curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->t.max_body) != CURLE_OK;
     bad |= curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body) != CURLE_OK;
-    bad |= curl_easy_setopt(h, CURLOPT_WRITEDATA, &t) != CURLE_OK;
+    bad |= curl_easy_setopt(h, CURLOPT_WRITEDATA, &x->t) != CURLE_OK;
     bad |= curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header) != CURLE_OK;
-    bad |= curl_easy_setopt(h, CURLOPT_HEADERDATA, &t) != CURLE_OK;
+    bad |= curl_easy_setopt(h, CURLOPT_HEADERDATA, &x->t) != CURLE_OK;
     if (r->user != NULL) {
         bad |= curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC) != CURLE_OK;
         bad |= curl_easy_setopt(h, CURLOPT_USERNAME, r->user) != CURLE_OK;
@@ -705,46 +732,141 @@ static enum cpb_status perform_once(struct http_client *c, const struct cpb_http
     }
     if (bad) {
         set_error(resp, "cannot set up the HTTP request to %s (libcurl refused an option)", url);
-        st = CPB_FAIL;
-        goto out;
+        return CPB_FAIL;
     }
+    return CPB_OK;
+}
 
-    CURLcode rc = curl_easy_perform(h);
-
+/* Fill resp from the finished transfer on x (libcurl's result rc) and
+ * classify it. */
+static enum cpb_status xfer_finish(struct xfer *x, CURLcode rc, const struct cpb_http_request *r,
+                                   const char *url, struct cpb_http_response *resp)
+{
+    struct http_priv *p = x->t.priv;
+    enum cpb_status st;
     long status = 0;
-    if (curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK) {
+    if (curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK) {
         status = 0;
     }
     resp->status = status;
-    if (t.too_big || t.body.oom) {
-        buf_free(&t.body);
+    if (x->t.too_big || x->t.body.oom) {
+        buf_free(&x->t.body);
     }
-    size_t body_len = t.body.len;
-    resp->body = buf_take(&t.body); /* "" when empty; NULL only when out of memory */
+    size_t body_len = x->t.body.len;
+    resp->body = buf_take(&x->t.body); /* "" when empty; NULL only when out of memory */
     resp->body_len = resp->body != NULL ? body_len : 0;
     resp->content_type = http_header(resp, "Content-Type");
     const char *ra = http_header(resp, "Retry-After");
     resp->retry_after_ms = ra != NULL ? http_parse_retry_after(ra, wall_ms()) : -1;
 
-    if (t.too_big || rc == CURLE_FILESIZE_EXCEEDED) {
+    /* Refused before it was acted on: an overloaded server's answer, or no
+     * connection at all. */
+    curl_off_t connect_us = 0;
+    if (rc != CURLE_OK &&
+        curl_easy_getinfo(x->h, CURLINFO_CONNECT_TIME_T, &connect_us) != CURLE_OK) {
+        connect_us = 0;
+    }
+    x->unsent = (rc == CURLE_OK && (status == 429 || status == 503)) ||
+                rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
+                rc == CURLE_COULDNT_RESOLVE_PROXY ||
+                (rc == CURLE_OPERATION_TIMEDOUT && connect_us == 0);
+    if (x->t.too_big || rc == CURLE_FILESIZE_EXCEEDED) {
         set_error(resp, "the response from %s is larger than the %ld-byte limit", url,
                   max_body_bytes);
         st = CPB_FAIL;
-    } else if (p->oom || t.body.oom || resp->body == NULL) {
+    } else if (p->oom || x->t.body.oom || resp->body == NULL) {
         set_error(resp, "out of memory reading the response from %s", url);
         st = CPB_RETRY;
     } else if (rc != CURLE_OK) {
-        st = transport_error(c, r, rc, url, resp);
+        st = transport_error(x, r, rc, url, resp);
     } else {
         st = http_classify_status(status);
         if (st != CPB_OK) {
             status_error(resp, p->reason, url, resp);
         }
     }
-out:
-    curl_slist_free_all(headers);
-    buf_free(&t.body);
     return st;
+}
+
+/* What xfer_setup took, except the response (the caller's). */
+static void xfer_release(struct xfer *x)
+{
+    curl_slist_free_all(x->headers);
+    x->headers = NULL;
+    buf_free(&x->t.body);
+}
+
+static enum cpb_status perform_once(struct http_client *c, const struct cpb_http_request *r,
+                                    const char *url, struct cpb_http_response *resp, bool *unsent)
+{
+    struct xfer x = {.h = c->curl};
+    enum cpb_status st = xfer_setup(&x, r, url, resp);
+    if (st == CPB_OK) {
+        st = xfer_finish(&x, curl_easy_perform(x.h), r, url, resp);
+    }
+    *unsent = st == CPB_OK ? false : x.unsent || st != CPB_RETRY;
+    xfer_release(&x);
+    return st;
+}
+
+/* Copy the caller's request into *r (only the fields its struct has, for
+ * older stages), with the default timeouts, and check it; url[] gets the
+ * URL as shown to people. Returns 0, or -1 with resp->error set. */
+static int normalise(const struct http_client *c, const struct cpb_http_request *req,
+                     struct cpb_http_request *r, char url[HTTP_SAFE_URL],
+                     struct cpb_http_response *resp)
+{
+    memset(r, 0, sizeof *r);
+    size_t n = req->size == 0 || req->size > sizeof *r ? sizeof *r : req->size;
+    memcpy(r, req, n);
+    if (r->timeout_ms <= 0) {
+        r->timeout_ms = HTTP_DEFAULT_TIMEOUT_MS;
+    }
+    if (r->connect_timeout_ms <= 0) {
+        r->connect_timeout_ms = HTTP_DEFAULT_CONNECT_TIMEOUT_MS;
+    }
+    if (check_request(r, resp) != 0) {
+        return -1;
+    }
+    if (r->password != NULL) {
+        /* Never logged by this module; masked in case anything else does.
+         * Failure (the secret table is full) cannot be helped here. */
+        (void)log_redact_add(r->password);
+    }
+    safe_url(r->url, url, HTTP_SAFE_URL);
+    if (r->tls_no_verify) {
+        log_msg(CPB_LOG_WARN, c->log_stage, 0,
+                "TLS verification is OFF for %s (tls_no_verify): the server is not authenticated",
+                url);
+    }
+    return 0;
+}
+
+/* The wait before try `attempt` + 1 after the retryable answer in resp:
+ * its Retry-After, or the backoff. -1 (logged) when the server asks for
+ * longer than a run waits. */
+static long retry_wait(struct http_client *c, const struct cpb_http_response *resp,
+                       unsigned attempt, unsigned tries)
+{
+    struct retry_policy policy = {HTTP_RETRY_BASE_MS, HTTP_RETRY_CAP_MS, tries};
+    if (resp->retry_after_ms < 0) {
+        return (long)retry_delay_ms(&policy, attempt, &c->rng);
+    }
+    if (resp->retry_after_ms > HTTP_MAX_RETRY_WAIT_MS) {
+        log_msg(CPB_LOG_INFO, c->log_stage, 0,
+                "%s; Retry-After asks for %ld s, more than the %ld s waited within a run: not "
+                "retrying now",
+                resp->error, resp->retry_after_ms / 1000, HTTP_MAX_RETRY_WAIT_MS / 1000);
+        return -1;
+    }
+    return resp->retry_after_ms;
+}
+
+static void response_reset(struct cpb_http_response *resp)
+{
+    http_response_free(resp);
+    memset(resp, 0, sizeof *resp);
+    resp->retry_after_ms = -1;
 }
 
 enum cpb_status http_perform(struct http_client *c, const struct cpb_http_request *req,
@@ -763,59 +885,279 @@ enum cpb_status http_perform(struct http_client *c, const struct cpb_http_reques
         set_error(resp, "HTTP request without a client or a request");
         return CPB_FAIL;
     }
-    /* Read only the fields the caller's struct has (older stages). */
-    memset(&r, 0, sizeof r);
-    size_t n = req->size == 0 || req->size > sizeof r ? sizeof r : req->size;
-    memcpy(&r, req, n);
-    if (r.timeout_ms <= 0) {
-        r.timeout_ms = HTTP_DEFAULT_TIMEOUT_MS;
-    }
-    if (r.connect_timeout_ms <= 0) {
-        r.connect_timeout_ms = HTTP_DEFAULT_CONNECT_TIMEOUT_MS;
-    }
-    if (check_request(&r, resp) != 0) {
+    if (normalise(c, req, &r, url, resp) != 0) {
         return CPB_FAIL;
     }
-    if (r.password != NULL) {
-        /* Never logged by this module; masked in case anything else does.
-         * Failure (the secret table is full) cannot be helped here. */
-        (void)log_redact_add(r.password);
-    }
-    safe_url(r.url, url, sizeof url);
-    if (r.tls_no_verify) {
-        log_msg(CPB_LOG_WARN, c->log_stage, 0,
-                "TLS verification is OFF for %s (tls_no_verify): the server is not authenticated",
-                url);
-    }
-
     unsigned tries = r.max_tries > 1 ? r.max_tries : 1;
-    struct retry_policy policy = {HTTP_RETRY_BASE_MS, HTTP_RETRY_CAP_MS, tries};
     for (unsigned attempt = 1;; attempt++) {
         if (attempt > 1) {
-            http_response_free(resp);
-            memset(resp, 0, sizeof *resp);
-            resp->retry_after_ms = -1;
+            response_reset(resp);
         }
-        st = perform_once(c, &r, url, resp);
-        if (st != CPB_RETRY || attempt >= tries) {
+        bool unsent = false;
+        st = perform_once(c, &r, url, resp, &unsent);
+        if (st != CPB_RETRY || attempt >= tries || (r.retry_unsent_only && !unsent)) {
             break;
         }
-        long wait = 0;
-        if (resp->retry_after_ms >= 0) {
-            if (resp->retry_after_ms > HTTP_MAX_RETRY_WAIT_MS) {
-                log_msg(CPB_LOG_INFO, c->log_stage, 0,
-                        "%s; Retry-After asks for %ld s, more than the %ld s waited within a "
-                        "run: not retrying now",
-                        resp->error, resp->retry_after_ms / 1000, HTTP_MAX_RETRY_WAIT_MS / 1000);
-                break;
-            }
-            wait = resp->retry_after_ms;
-        } else {
-            wait = (long)retry_delay_ms(&policy, attempt, &c->rng);
+        long wait = retry_wait(c, resp, attempt, tries);
+        if (wait < 0) {
+            break;
         }
         log_msg(CPB_LOG_INFO, c->log_stage, 0, "%s; try %u of %u, retrying in %ld ms", resp->error,
                 attempt, tries, wait);
         sleep_ms(wait);
     }
     return st;
+}
+
+/* ---- several at once ------------------------------------------------------ */
+
+/* One request of http_perform_many. */
+struct many_item {
+    struct cpb_http_request r;
+    char url[HTTP_SAFE_URL];
+    unsigned attempt; /* tries started */
+    unsigned tries;
+    int64_t not_before; /* monotonic ms: its next try waits until then */
+    enum { ITEM_WAITING, ITEM_RUNNING, ITEM_DONE } state;
+};
+
+/* A transfer slot: an easy handle of the client's pool and the item on it. */
+struct many_slot {
+    struct xfer x;
+    size_t item;
+    bool busy;
+};
+
+/* The multi handle and the pool, made on first use. 0 or -1. */
+static int many_ready(struct http_client *c, unsigned window)
+{
+    if (c->multi == NULL) {
+        c->multi = curl_multi_init();
+        if (c->multi == NULL) {
+            return -1;
+        }
+        /* Idle connections kept for reuse: one per slot. */
+        (void)curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, (long)HTTP_MAX_PARALLEL);
+    }
+    for (unsigned i = 0; i < window; i++) {
+        if (c->pool[i] == NULL) {
+            c->pool[i] = curl_easy_init();
+            if (c->pool[i] == NULL) {
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* A request that is not sent: the server asked every request to wait
+ * longer than a run waits. */
+static void not_sent(struct cpb_http_response *resp, const char *url, long retry_after_ms)
+{
+    response_reset(resp);
+    set_error(resp, "not sent to %s: the server asked to wait %ld s (Retry-After)", url,
+              retry_after_ms / 1000);
+    resp->retry_after_ms = retry_after_ms;
+}
+
+enum cpb_status http_perform_many(struct http_client *c, const struct cpb_http_request *const *reqs,
+                                  struct cpb_http_response *resps, enum cpb_status *st, size_t n,
+                                  unsigned max_parallel)
+{
+    struct many_item *items = NULL;
+    struct many_slot slots[HTTP_MAX_PARALLEL];
+    enum cpb_status ret = CPB_FAIL;
+    unsigned asked = max_parallel == 0                  ? HTTP_DEFAULT_PARALLEL
+                     : max_parallel > HTTP_MAX_PARALLEL ? HTTP_MAX_PARALLEL
+                                                        : max_parallel;
+    unsigned window = c != NULL && c->cap > 0 && c->cap < asked ? c->cap : asked;
+    bool slowed = false; /* a 429 or 503 in this call */
+    unsigned running = 0;
+    size_t left = 0;
+    int64_t hold_until = 0;  /* no new try starts before (the server asked) */
+    long give_up_after = -1; /* >= 0: the server asked for longer than a run waits */
+
+    memset(slots, 0, sizeof slots);
+    if (c == NULL || (n > 0 && (reqs == NULL || resps == NULL || st == NULL))) {
+        return CPB_FAIL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        memset(&resps[i], 0, sizeof resps[i]);
+        resps[i].retry_after_ms = -1;
+        st[i] = CPB_FAIL;
+    }
+    if (n == 0) {
+        return CPB_OK;
+    }
+    items = calloc(n, sizeof *items);
+    if (items == NULL || many_ready(c, window) != 0) {
+        for (size_t i = 0; i < n; i++) {
+            set_error(&resps[i], "out of memory");
+        }
+        goto out;
+    }
+    for (unsigned k = 0; k < window; k++) {
+        slots[k].x.h = c->pool[k];
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct many_item *it = &items[i];
+        if (reqs[i] == NULL) {
+            set_error(&resps[i], "HTTP request without a request");
+            it->state = ITEM_DONE;
+            continue;
+        }
+        if (normalise(c, reqs[i], &it->r, it->url, &resps[i]) != 0) {
+            it->state = ITEM_DONE;
+            continue;
+        }
+        it->tries = it->r.max_tries > 1 ? it->r.max_tries : 1;
+        it->state = ITEM_WAITING;
+        left++;
+    }
+
+    while (left > 0) {
+        int64_t now = mono_ms();
+        int64_t next_due = -1;
+        /* Start what may start: a free slot, due, and the server not holding us back. */
+        for (size_t i = 0; i < n; i++) {
+            struct many_item *it = &items[i];
+            if (it->state != ITEM_WAITING) {
+                continue;
+            }
+            if (give_up_after >= 0) {
+                not_sent(&resps[i], it->url, give_up_after);
+                st[i] = CPB_RETRY;
+                it->state = ITEM_DONE;
+                left--;
+                continue;
+            }
+            int64_t due = it->not_before > hold_until ? it->not_before : hold_until;
+            if (due > now || running >= window) {
+                next_due = next_due < 0 || due < next_due ? due : next_due;
+                continue;
+            }
+            unsigned k = 0;
+            while (k < window && slots[k].busy) {
+                k++;
+            }
+            if (it->attempt > 0) {
+                response_reset(&resps[i]);
+            }
+            it->attempt++;
+            enum cpb_status s = xfer_setup(&slots[k].x, &it->r, it->url, &resps[i]);
+            if (s == CPB_OK && curl_multi_add_handle(c->multi, slots[k].x.h) != CURLM_OK) {
+                set_error(&resps[i], "cannot start the HTTP request to %s", it->url);
+                s = CPB_RETRY;
+            }
+            if (s != CPB_OK) {
+                xfer_release(&slots[k].x);
+                st[i] = s;
+                it->state = ITEM_DONE;
+                left--;
+                continue;
+            }
+            slots[k].busy = true;
+            slots[k].item = i;
+            it->state = ITEM_RUNNING;
+            running++;
+        }
+        if (left == 0) {
+            break;
+        }
+        if (running == 0) {
+            /* Everything left waits for its retry time. */
+            if (next_due > now) {
+                sleep_ms((long)(next_due - now));
+            }
+            continue;
+        }
+
+        int still = 0;
+        if (curl_multi_perform(c->multi, &still) != CURLM_OK) {
+            still = 0;
+        }
+        CURLMsg *m;
+        int queued = 0;
+        while ((m = curl_multi_info_read(c->multi, &queued)) != NULL) {
+            struct xfer *x = NULL;
+            if (m->msg != CURLMSG_DONE) {
+                continue;
+            }
+            CURL *h = m->easy_handle;
+            CURLcode rc = m->data.result;
+            if (curl_easy_getinfo(h, CURLINFO_PRIVATE, (char **)&x) != CURLE_OK || x == NULL) {
+                continue; /* not ours: cannot happen */
+            }
+            (void)curl_multi_remove_handle(c->multi, h);
+            struct many_slot *slot = (struct many_slot *)(void *)x; /* x is its first member */
+            size_t i = slot->item;
+            struct many_item *it = &items[i];
+            enum cpb_status s = xfer_finish(x, rc, &it->r, it->url, &resps[i]);
+            xfer_release(x);
+            slot->busy = false;
+            running--;
+            st[i] = s;
+            it->state = ITEM_DONE;
+            long ra = resps[i].retry_after_ms;
+            if (s == CPB_RETRY && (resps[i].status == 429 || resps[i].status == 503)) {
+                /* The server is overloaded: slow down for all of it, not
+                 * just this request; its Retry-After (or the backoff) holds
+                 * back every try not yet started, and half as many go at
+                 * once from now on. */
+                long hold = ra >= 0 ? ra : HTTP_RETRY_BASE_MS;
+                if (hold > HTTP_MAX_RETRY_WAIT_MS) {
+                    give_up_after = hold;
+                } else if (mono_ms() + hold > hold_until) {
+                    hold_until = mono_ms() + hold;
+                }
+                slowed = true;
+                if (window > 1) {
+                    window /= 2;
+                    log_msg(CPB_LOG_INFO, c->log_stage, 0,
+                            "%s asked to slow down (HTTP %ld%s): at most %u request(s) at once "
+                            "from now on",
+                            it->url, resps[i].status, ra >= 0 ? ", Retry-After" : "", window);
+                }
+            }
+            if (s != CPB_RETRY || it->attempt >= it->tries ||
+                (it->r.retry_unsent_only && !x->unsent)) {
+                left--;
+                continue;
+            }
+            long wait = retry_wait(c, &resps[i], it->attempt, it->tries);
+            if (wait < 0) {
+                left--;
+                continue;
+            }
+            log_msg(CPB_LOG_INFO, c->log_stage, 0, "%s; try %u of %u, retrying in %ld ms",
+                    resps[i].error, it->attempt, it->tries, wait);
+            it->not_before = mono_ms() + wait;
+            it->state = ITEM_WAITING;
+        }
+        if (running > 0) {
+            int64_t t = mono_ms();
+            long timeout = 100;
+            if (next_due > t && next_due - t < timeout) {
+                timeout = (long)(next_due - t);
+            }
+            (void)curl_multi_poll(c->multi, NULL, 0, (int)timeout, NULL);
+        }
+    }
+    /* Remember a slow-down for the next calls; each call the server takes
+     * without one allows one more at once again. */
+    if (slowed) {
+        c->cap = window;
+    } else if (c->cap > 0 && ++c->cap >= HTTP_MAX_PARALLEL) {
+        c->cap = 0;
+    }
+    ret = CPB_OK;
+out:
+    for (unsigned k = 0; k < HTTP_MAX_PARALLEL; k++) {
+        if (slots[k].busy) {
+            (void)curl_multi_remove_handle(c->multi, slots[k].x.h);
+            xfer_release(&slots[k].x);
+        }
+    }
+    free(items);
+    return ret;
 }

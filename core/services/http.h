@@ -8,6 +8,7 @@
 #ifndef CPB_HTTP_H
 #define CPB_HTTP_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "cpbridge/stage.h"
@@ -41,6 +42,28 @@ void http_client_free(struct http_client *c);
  * info. */
 enum cpb_status http_perform(struct http_client *c, const struct cpb_http_request *req,
                              struct cpb_http_response *resp);
+/* http_perform_many: connections at once when the caller asks for 0, and
+ * the most it may ask for. */
+#define HTTP_DEFAULT_PARALLEL 4
+#define HTTP_MAX_PARALLEL     16
+
+/*
+ * The host service `http_many` (see cpbridge/stage.h): perform the n
+ * requests reqs[i] (borrowed) with at most max_parallel (0: 4; at most 16)
+ * in flight at once over the client's pool of kept connections. Each is
+ * retried as http_perform retries it; a 429 or 503 with Retry-After holds
+ * back every try not yet started for that long and halves the number in
+ * flight for the rest of the call; one asking for longer than a run waits
+ * leaves the requests not yet sent unsent (CPB_RETRY, "not sent ...",
+ * retry_after_ms set). resps[i] and st[i] are filled for every i, as
+ * http_perform fills one (release each with http_response_free, in every
+ * case). Returns CPB_OK, or CPB_FAIL when nothing could be tried (bad
+ * arguments, out of memory: each resps[i].error says so).
+ */
+enum cpb_status http_perform_many(struct http_client *c, const struct cpb_http_request *const *reqs,
+                                  struct cpb_http_response *resps, enum cpb_status *st, size_t n,
+                                  unsigned max_parallel);
+
 /* The host services `http_header` and `http_free`. http_header returns a
  * borrowed value (valid until http_response_free) or NULL; the lookup is
  * case-insensitive and the last of repeated headers wins.

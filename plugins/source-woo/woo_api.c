@@ -266,63 +266,93 @@ out:
     return rc;
 }
 
+static const char *const json_headers[] = {"Accept: application/json",
+                                           "Content-Type: application/json", NULL};
+static const char *const get_headers[] = {"Accept: application/json", NULL};
+
+/* Fill *req for one try of `method` on `base` (a full URL without query);
+ * *url receives the new URL with the query (and a fresh OAuth signature),
+ * which the caller frees after the exchange. Returns 0 or -1 (OOM). */
+static int prepare(struct woo_client *c, const char *method, const char *base,
+                   const struct woo_param *query, size_t nquery, const char *json_body,
+                   unsigned tries, struct cpb_http_request *req, char **url)
+{
+    if (build_url(c, method, base, query, nquery, url) != 0) {
+        return -1;
+    }
+    memset(req, 0, sizeof *req);
+    req->size = sizeof *req;
+    req->method = method;
+    req->url = *url;
+    req->headers = json_body != NULL ? json_headers : get_headers;
+    req->body = json_body;
+    req->body_len = json_body != NULL ? strlen(json_body) : 0;
+    if (!c->oauth) {
+        req->user = c->key;
+        req->password = c->secret;
+    }
+    req->timeout_ms = c->timeout_ms;
+    /* Basic: the host retries. OAuth: every try needs a fresh nonce and
+     * signature (the store refuses a nonce it has seen), so we retry. */
+    req->max_tries = c->oauth ? 1 : tries;
+    req->tls_no_verify = c->tls_no_verify;
+    req->ca_file = c->ca_file;
+    return 0;
+}
+
+static int base_url(const struct woo_client *c, const char *route, char *out, size_t n)
+{
+    int w = snprintf(out, n, "%s/wp-json/wc/v3%s", c->home, route);
+    return w < 0 || (size_t)w >= n ? -1 : 0;
+}
+
+/* The wait before OAuth try `attempt` + 1, or -1 when the store asked for
+ * longer than a run waits (the engine tries later). */
+static long oauth_wait(const struct cpb_http_response *resp, unsigned attempt)
+{
+    long wait = WOO_RETRY_BASE_MS << (attempt - 1 < 5 ? attempt - 1 : 5);
+    if (wait > WOO_RETRY_CAP_MS) {
+        wait = WOO_RETRY_CAP_MS;
+    }
+    if (resp->retry_after_ms >= 0) {
+        if (resp->retry_after_ms > WOO_RETRY_MAX_MS) {
+            return -1;
+        }
+        wait = resp->retry_after_ms;
+    }
+    return wait;
+}
+
 enum cpb_status woo_request(struct woo_client *c, const char *method, const char *route,
                             const struct woo_param *query, size_t nquery, const char *json_body,
                             unsigned max_tries, struct cpb_http_response *resp)
 {
     char base[WOO_URL_MAX + 300];
-    const char *json_headers[] = {"Accept: application/json", "Content-Type: application/json",
-                                  NULL};
-    const char *get_headers[] = {"Accept: application/json", NULL};
     enum cpb_status st = CPB_FAIL;
     unsigned tries = max_tries > 1 ? max_tries : 1;
 
     memset(resp, 0, sizeof *resp);
     resp->retry_after_ms = -1;
-    int w = snprintf(base, sizeof base, "%s/wp-json/wc/v3%s", c->home, route);
-    if (w < 0 || (size_t)w >= sizeof base) {
+    if (base_url(c, route, base, sizeof base) != 0) {
         snprintf(resp->error, sizeof resp->error, "request path too long");
         return CPB_FAIL;
     }
-    /* Basic: the host retries. OAuth: every try needs a fresh nonce and
-     * signature (the store refuses a nonce it has seen), so retry here. */
     for (unsigned attempt = 1;; attempt++) {
         char *url = NULL;
-        if (build_url(c, method, base, query, nquery, &url) != 0) {
+        struct cpb_http_request req;
+        if (prepare(c, method, base, query, nquery, json_body, tries, &req, &url) != 0) {
             snprintf(resp->error, sizeof resp->error, "out of memory building a request to %.120s",
                      route);
             return CPB_RETRY;
         }
-        struct cpb_http_request req;
-        memset(&req, 0, sizeof req);
-        req.size = sizeof req;
-        req.method = method;
-        req.url = url;
-        req.headers = json_body != NULL ? json_headers : get_headers;
-        req.body = json_body;
-        req.body_len = json_body != NULL ? strlen(json_body) : 0;
-        if (!c->oauth) {
-            req.user = c->key;
-            req.password = c->secret;
-        }
-        req.timeout_ms = c->timeout_ms;
-        req.max_tries = c->oauth ? 1 : tries;
-        req.tls_no_verify = c->tls_no_verify;
-        req.ca_file = c->ca_file;
         st = c->host->http(c->ctx, &req, resp);
         free(url);
         if (!c->oauth || st != CPB_RETRY || attempt >= tries) {
             break;
         }
-        long wait = WOO_RETRY_BASE_MS << (attempt - 1 < 5 ? attempt - 1 : 5);
-        if (wait > WOO_RETRY_CAP_MS) {
-            wait = WOO_RETRY_CAP_MS;
-        }
-        if (resp->retry_after_ms >= 0) {
-            if (resp->retry_after_ms > WOO_RETRY_MAX_MS) {
-                break; /* longer than a run waits: the engine tries later */
-            }
-            wait = resp->retry_after_ms;
+        long wait = oauth_wait(resp, attempt);
+        if (wait < 0) {
+            break;
         }
         c->host->log(c->ctx, CPB_LOG_INFO, "%s %s: %s; try %u of %u, retrying in %ld ms", method,
                      route, resp->error, attempt, tries, wait);
@@ -332,6 +362,88 @@ enum cpb_status woo_request(struct woo_client *c, const char *method, const char
         sleep_ms(wait);
     }
     return st;
+}
+
+enum cpb_status woo_request_many(struct woo_client *c, const char *method,
+                                 const char *const *routes, const char *const *json_bodies,
+                                 size_t n, unsigned max_tries, bool unsent_only,
+                                 unsigned max_parallel, struct cpb_http_response *resps,
+                                 enum cpb_status *st)
+{
+    struct cpb_http_request *reqs = calloc(n > 0 ? n : 1, sizeof *reqs);
+    const struct cpb_http_request **ptrs = calloc(n > 0 ? n : 1, sizeof *ptrs);
+    char **urls = calloc(n > 0 ? n : 1, sizeof *urls);
+    size_t *todo = calloc(n > 0 ? n : 1, sizeof *todo);
+    struct cpb_http_response *r = calloc(n > 0 ? n : 1, sizeof *r);
+    enum cpb_status *rst = calloc(n > 0 ? n : 1, sizeof *rst);
+    enum cpb_status ret = CPB_FAIL;
+    unsigned tries = max_tries > 1 ? max_tries : 1;
+    size_t k = n;
+
+    for (size_t i = 0; i < n; i++) {
+        memset(&resps[i], 0, sizeof resps[i]);
+        resps[i].retry_after_ms = -1;
+        st[i] = CPB_RETRY;
+        if (todo != NULL) {
+            todo[i] = i;
+        }
+    }
+    if (reqs == NULL || ptrs == NULL || urls == NULL || todo == NULL || r == NULL || rst == NULL) {
+        goto out;
+    }
+    /* With OAuth each round re-signs what is left to retry (fresh nonces);
+     * with Basic the host retries inside the one round. */
+    for (unsigned attempt = 1; k > 0; attempt++) {
+        char base[WOO_URL_MAX + 300];
+        for (size_t j = 0; j < k; j++) {
+            size_t i = todo[j];
+            const char *body = json_bodies != NULL ? json_bodies[i] : NULL;
+            if (base_url(c, routes[i], base, sizeof base) != 0 ||
+                prepare(c, method, base, NULL, 0, body, tries, &reqs[j], &urls[j]) != 0) {
+                goto out;
+            }
+            reqs[j].retry_unsent_only = unsent_only;
+            ptrs[j] = &reqs[j];
+        }
+        if (c->host->http_many(c->ctx, ptrs, r, rst, k, max_parallel) != CPB_OK) {
+            goto out;
+        }
+        size_t left = 0;
+        long wait = 0;
+        for (size_t j = 0; j < k; j++) {
+            size_t i = todo[j];
+            free(urls[j]);
+            urls[j] = NULL;
+            c->host->http_free(&resps[i]);
+            resps[i] = r[j];
+            st[i] = rst[j];
+            bool again =
+                rst[j] == CPB_RETRY && (!unsent_only || r[j].status == 429 || r[j].status == 503);
+            if (c->oauth && again && attempt < tries) {
+                long w = oauth_wait(&r[j], attempt);
+                if (w >= 0) {
+                    wait = w > wait ? w : wait;
+                    todo[left++] = i;
+                }
+            }
+        }
+        k = left;
+        if (k > 0) {
+            sleep_ms(wait);
+        }
+    }
+    ret = CPB_OK;
+out:
+    for (size_t j = 0; urls != NULL && j < n; j++) {
+        free(urls[j]);
+    }
+    free(reqs);
+    free(ptrs);
+    free(urls);
+    free(todo);
+    free(r);
+    free(rst);
+    return ret;
 }
 
 bool woo_is_json(const struct cpb_http_response *resp)

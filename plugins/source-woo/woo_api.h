@@ -78,6 +78,23 @@ enum cpb_status woo_request(struct woo_client *c, const char *method, const char
                             const struct woo_param *query, size_t nquery, const char *json_body,
                             unsigned max_tries, struct cpb_http_response *resp);
 
+/*
+ * The same for n exchanges at once, over at most max_parallel connections
+ * (host->http_many; the caller checks CPB_HOST_HAS(host, http_many)):
+ * routes[i] (borrowed) with json_bodies[i] (borrowed; the array may be
+ * NULL for none). With unsent_only a request is tried again only when the
+ * store certainly did not act on it (429 or 503 answered, no connection):
+ * for POSTs that create something. resps[i] and st[i] are filled for each,
+ * as woo_request fills one; release every resps[i] with host->http_free.
+ * Returns CPB_OK when every exchange was made, CPB_FAIL when none could be
+ * (OOM, a path too long).
+ */
+enum cpb_status woo_request_many(struct woo_client *c, const char *method,
+                                 const char *const *routes, const char *const *json_bodies,
+                                 size_t n, unsigned max_tries, bool unsent_only,
+                                 unsigned max_parallel, struct cpb_http_response *resps,
+                                 enum cpb_status *st);
+
 /* True when the response's Content-Type is JSON (application/json or a
  * +json type). `resp` is borrowed. */
 bool woo_is_json(const struct cpb_http_response *resp);

@@ -1,22 +1,38 @@
 /*
- * sync-status — an after-commit stage that writes an applied order back to
- * its WooCommerce store: the order's status (default "completed") and an
+ * sync-status — an after-commit stage that writes applied orders back to
+ * their WooCommerce store: the order's status (default "completed") and an
  * order note naming the Counterpoint ticket and document.
  *
- * Traps it avoids (woocommerce-api.md §6, §12): the status is checked at
- * init against the store's statuses (the batch endpoint silently turns an
- * unknown one into "pending"), so only the single PUT /orders/{id} is used,
- * with Content-Type: application/json (without it the store answers 200
- * and changes nothing: the answer's status is checked) and never an "id" in
- * the body (it would override the URL's). It is idempotent across retries:
- * the order's current status is read first and the PUT skipped when it is
- * already the target, and the note is added only when no note names the
- * ticket yet, so a crash between the two calls adds no second note. A
- * status the order should not leave (cancelled, refunded, ...) is never
- * overwritten: see from_statuses.
+ * It takes the engine's applied orders a batch at a time (process_batch,
+ * ABI 1.1): per 100 orders one read of their statuses (GET /orders with
+ * include=, so an order that is already at the target is left alone and one
+ * that left from_statuses — cancelled, refunded, ... — is never
+ * overwritten) and one POST /orders/batch, each of whose items is checked
+ * (the answer is 200 even when items fail; an item refused with a
+ * retryable error gets the single PUT /orders/{id}); then the notes,
+ * `connections` at a time through the host's concurrent HTTP service.
+ *
+ * Traps it avoids (woocommerce-api.md §6, §12): the batch endpoint does
+ * not validate statuses (an unknown one becomes "pending"), so only a core
+ * status goes by batch; a custom one (extra_statuses) goes by the single
+ * PUT, which the store validates. Bodies go with Content-Type:
+ * application/json (without it the store answers 200 and changes nothing:
+ * the status in every answer is checked, sync.not_applied).
+ *
+ * Exactly once: the engine records each order's completion. The status
+ * change is idempotent (an order already at the target is not changed).
+ * The note is not: it is posted without reading the notes first only on
+ * the order's first attempt (attempt 1: the engine applied the order just
+ * before, nothing can have been sent yet); on a later attempt (after a
+ * crash, a failure or a retry from the dead-letter queue) the notes are
+ * read and the note added only when none names the ticket yet. A note POST
+ * is tried again within the call only when the store certainly did not act
+ * on it (429, 503, no connection); one that timed out waits for the next
+ * attempt, which reads first.
  */
 #include <cpbridge/stage.h>
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +50,7 @@ struct sync_status_opts {
     bool note;
     bool dry_run;
     const char *source;
+    int64_t connections;
 };
 
 static const struct cpb_option sync_status_options[] = {
@@ -72,6 +89,10 @@ static const struct cpb_option sync_status_options[] = {
      "every order."},
     {"timeout", CPB_OPT_DURATION, 0, "30s", 100, 600000, NULL,
      offsetof(struct sync_status_opts, conn.timeout_ms), "Time allowed for each HTTP request."},
+    {"connections", CPB_OPT_INT, 0, "4", 1, 16, NULL,
+     offsetof(struct sync_status_opts, connections),
+     "Notes sent at once to the store (connections in parallel, reused); shared hosting "
+     "tolerates a few. A 429 from the store slows every connection down."},
     {"max_tries", CPB_OPT_INT, 0, "3", 1, 10, NULL,
      offsetof(struct sync_status_opts, conn.max_tries),
      "Tries per request on 429, 5xx and timeouts (Retry-After is honoured) before the order is "
@@ -94,6 +115,7 @@ struct sync_status {
     struct cpb_ctx *ctx;
     const struct sync_status_opts *o;
     struct woo_client client;
+    bool batch; /* the target is a core status: POST /orders/batch may set it */
 };
 
 static bool listed(const char *const *list, const char *s)
@@ -152,6 +174,10 @@ static int sync_status_init(const struct cpb_host *host, struct cpb_ctx *ctx, co
                         o->status);
         return -1;
     }
+    /* The batch endpoint does not validate statuses: one the store lacks
+     * becomes "pending". Core statuses always exist; a custom one goes by
+     * the single PUT, which the store validates (400 when it lacks it). */
+    s->batch = listed(core_statuses, o->status);
     if (o->dry_run) {
         host->log(ctx, CPB_LOG_WARN, "dry_run is on: nothing is written to %s", s->client.home);
     }
@@ -165,45 +191,90 @@ static bool id_ok(const char *id)
     return n > 0 && n <= 18 && id[0] != '0' && strspn(id, "0123456789") == n;
 }
 
-/* Record a failed exchange as this call's reason; returns the verdict. */
-static enum cpb_status failed(struct sync_status *s, const char *what, enum cpb_status st,
-                              const struct cpb_http_response *resp)
-{
-    char msg[900];
+/* Orders in one status read and one batch update: the store's limit. */
+#define SYNC_CHUNK 100
+
+/* Where a reason goes: one order's, recorded until the call returns. */
+struct reason {
     char code[48];
+    char msg[900];
+};
+
+/* One order of a call, from its record to its outcome. */
+struct item {
+    const struct cpb_record *rec;
+    const char *id; /* rec->external_id, checked */
+    char note[300];
+    char tkt[48];
+    bool want_note;
+    bool status_done; /* the store shows the target status */
+    bool finished;
+    enum cpb_status st; /* the outcome, once finished */
+    struct reason why;
+};
+
+static void finish(struct item *it, enum cpb_status st, const char *code, const char *fmt, ...)
+    CPB_PRINTF(4, 5);
+static void finish(struct item *it, enum cpb_status st, const char *code, const char *fmt, ...)
+{
+    it->finished = true;
+    it->st = st;
+    if (code != NULL) {
+        va_list ap;
+        snprintf(it->why.code, sizeof it->why.code, "%s", code);
+        va_start(ap, fmt);
+        vsnprintf(it->why.msg, sizeof it->why.msg, fmt, ap);
+        va_end(ap);
+    }
+}
+
+/* A failed exchange as a reason; returns the verdict. */
+static enum cpb_status failed(struct sync_status *s, const char *what, enum cpb_status st,
+                              const struct cpb_http_response *resp, struct reason *why)
+{
     enum cpb_status verdict;
-    enum woo_failure kind = woo_describe(&s->client, what, st, resp, msg, sizeof msg, &verdict);
-    snprintf(code, sizeof code, "sync.%s", woo_failure_name(kind));
-    s->host->reason(s->ctx, code, "%s", msg);
+    enum woo_failure kind =
+        woo_describe(&s->client, what, st, resp, why->msg, sizeof why->msg, &verdict);
+    snprintf(why->code, sizeof why->code, "sync.%s", woo_failure_name(kind));
     return verdict;
 }
 
-/*
- * One exchange whose answer must be JSON: *doc receives the parsed body
- * (new reference) on CPB_OK; otherwise the reason is set.
- */
+/* The JSON body of an exchange that succeeded (new reference), or NULL with
+ * the reason set and *verdict the status to give. */
+static json_t *json_answer(struct sync_status *s, const char *what, enum cpb_status rc,
+                           const struct cpb_http_response *resp, struct reason *why,
+                           enum cpb_status *verdict)
+{
+    char msg[300];
+    json_t *doc = NULL;
+    if (rc != CPB_OK || !woo_is_json(resp)) {
+        *verdict = failed(s, what, rc, resp, why);
+        return NULL;
+    }
+    doc = woo_json_body(resp, msg, sizeof msg);
+    if (doc == NULL) {
+        snprintf(why->code, sizeof why->code, "sync.bad_json");
+        snprintf(why->msg, sizeof why->msg, "%s: HTTP %ld, the body is %s", what, resp->status,
+                 msg);
+        *verdict = CPB_RETRY;
+    }
+    return doc;
+}
+
+/* One exchange whose answer must be JSON: *doc receives the parsed body
+ * (new reference) on CPB_OK; otherwise `why` is set. */
 static enum cpb_status call_json(struct sync_status *s, const char *what, const char *method,
                                  const char *route, const struct woo_param *q, size_t nq,
-                                 const char *body, unsigned tries, long *status, json_t **doc)
+                                 const char *body, unsigned tries, long *status, json_t **doc,
+                                 struct reason *why)
 {
     struct cpb_http_response resp;
-    char msg[300];
-    *doc = NULL;
+    enum cpb_status verdict = CPB_OK;
     enum cpb_status rc = woo_request(&s->client, method, route, q, nq, body, tries, &resp);
     *status = resp.status;
-    if (rc != CPB_OK || !woo_is_json(&resp)) {
-        rc = failed(s, what, rc, &resp);
-        goto out;
-    }
-    *doc = woo_json_body(&resp, msg, sizeof msg);
-    if (*doc == NULL) {
-        s->host->reason(s->ctx, "sync.bad_json", "%s: HTTP %ld, the body is %s", what, resp.status,
-                        msg);
-        rc = CPB_RETRY;
-    }
-out:
+    *doc = json_answer(s, what, rc, &resp, why, &verdict);
     s->host->http_free(&resp);
-    return rc;
+    return *doc != NULL ? CPB_OK : verdict;
 }
 
 /* True when `text` holds "ticket <tkt>" not followed by more of a ticket. */
@@ -225,189 +296,529 @@ static bool names_ticket(const char *text, const char *tkt)
     return false;
 }
 
-/* Make the order's status the target one (skipped when it already is). */
-static enum cpb_status sync_state(struct sync_status *s, const char *id, const char *route)
+/* The status the store answered for an order it changed, checked against
+ * the target: the order is done with its status, or finished failed. */
+static void check_answered(struct sync_status *s, struct item *it, const char *what, long http,
+                           const char *now)
 {
-    char what[120];
-    json_t *doc = NULL;
-    json_t *body = NULL;
-    char *text = NULL;
-    long status = 0;
-    const char *target = s->o->status;
-    const struct woo_param fields[] = {{"_fields", "id,status"}};
-
-    snprintf(what, sizeof what, "reading order %s", id);
-    enum cpb_status rc =
-        call_json(s, what, "GET", route, fields, 1, NULL, s->client.max_tries, &status, &doc);
-    if (rc != CPB_OK) {
-        goto out;
-    }
-    const char *current = json_string_value(json_object_get(doc, "status"));
-    if (current == NULL) {
-        s->host->reason(s->ctx, "sync.bad_json", "%s: HTTP %ld, the answer has no order status",
-                        what, status);
-        rc = CPB_FAIL;
-        goto out;
-    }
     char shown[48];
-    woo_clean_text(current, strlen(current), shown, sizeof shown);
-    if (strcmp(current, target) == 0) {
-        s->host->log(s->ctx, CPB_LOG_DEBUG, "order %s is already '%s'", id, target);
-        rc = CPB_OK;
-        goto out;
-    }
-    if (!listed(s->o->from_statuses, current)) {
-        s->host->reason(s->ctx, "sync.status_conflict",
-                        "order %s is '%s' in the store, which is not one of from_statuses: it was "
-                        "not changed to '%s' (change it by hand if it should be)",
-                        id, shown, target);
-        rc = CPB_FAIL;
-        goto out;
-    }
-    json_decref(doc);
-    doc = NULL;
-    body = json_pack("{s:s}", "status", target);
-    text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
-    if (text == NULL) {
-        s->host->reason(s->ctx, "sync.oom", "out of memory");
-        rc = CPB_RETRY;
-        goto out;
-    }
-    snprintf(what, sizeof what, "setting order %s to '%s'", id, target);
-    rc = call_json(s, what, "PUT", route, NULL, 0, text, s->client.max_tries, &status, &doc);
-    if (rc != CPB_OK) {
-        goto out;
-    }
-    const char *now = json_string_value(json_object_get(doc, "status"));
+    const char *target = s->o->status;
     if (now == NULL || strcmp(now, target) != 0) {
         woo_clean_text(now != NULL ? now : "(none)", strlen(now != NULL ? now : "(none)"), shown,
                        sizeof shown);
-        s->host->reason(s->ctx, "sync.not_applied",
-                        "%s: the store answered HTTP %ld but the order is '%s', not '%s' (a "
-                        "plugin or proxy may have changed the request or its Content-Type)",
-                        what, status, shown, target);
-        rc = CPB_FAIL;
-        goto out;
+        finish(it, CPB_FAIL, "sync.not_applied",
+               "%s: the store answered HTTP %ld but the order is '%s', not '%s' (a plugin or proxy "
+               "may have changed the request or its Content-Type)",
+               what, http, shown, target);
+        return;
     }
-    s->host->log(s->ctx, CPB_LOG_INFO, "order %s set to '%s'", id, target);
-out:
-    free(text);
-    json_decref(body);
-    json_decref(doc);
-    return rc;
+    it->status_done = true;
+    s->host->log(s->ctx, CPB_LOG_INFO, "order %s set to '%s'", it->id, target);
 }
 
-/* Add the note unless a note already names the ticket. */
-static enum cpb_status sync_note(struct sync_status *s, const char *id, const char *route,
-                                 const char *note, const char *tkt)
+/* The single PUT /orders/{id}: for an order the batch refused with a
+ * retryable error. */
+static void put_status(struct sync_status *s, struct item *it)
 {
     char what[120];
-    char notes_route[80];
+    char route[64];
+    char body[100];
     json_t *doc = NULL;
-    json_t *body = NULL;
-    char *text = NULL;
-    long status = 0;
-
-    snprintf(notes_route, sizeof notes_route, "%s/notes", route);
-    snprintf(what, sizeof what, "reading the notes of order %s", id);
+    long http = 0;
+    snprintf(route, sizeof route, "/orders/%s", it->id);
+    snprintf(body, sizeof body, "{\"status\":\"%s\"}", s->o->status); /* a checked slug */
+    snprintf(what, sizeof what, "setting order %s to '%s'", it->id, s->o->status);
     enum cpb_status rc =
-        call_json(s, what, "GET", notes_route, NULL, 0, NULL, s->client.max_tries, &status, &doc);
+        call_json(s, what, "PUT", route, NULL, 0, body, s->client.max_tries, &http, &doc, &it->why);
     if (rc != CPB_OK) {
+        finish(it, rc, NULL, NULL);
+        return;
+    }
+    check_answered(s, it, what, http, json_string_value(json_object_get(doc, "status")));
+    json_decref(doc);
+}
+
+/* The element of `arr` (borrowed) for order `id`, or NULL. */
+static json_t *by_id(json_t *arr, const char *id)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(arr, i, e)
+    {
+        json_t *v = json_object_get(e, "id");
+        char text[24];
+        if (json_is_integer(v)) {
+            snprintf(text, sizeof text, "%lld", (long long)json_integer_value(v));
+            if (strcmp(text, id) == 0) {
+                return e;
+            }
+        }
+    }
+    return NULL;
+}
+
+/* Give every unfinished order of the chunk the same failure. */
+static void finish_all(struct item **v, size_t k, enum cpb_status st, const struct reason *why)
+{
+    for (size_t j = 0; j < k; j++) {
+        if (!v[j]->finished) {
+            finish(v[j], st, why->code, "%s", why->msg);
+        }
+    }
+}
+
+/* Read the statuses of the chunk's orders in one request, so an order that
+ * is already at the target is left alone and one that left from_statuses
+ * (cancelled, refunded, ...) is never overwritten. Returns how many still
+ * need the update; those are moved to the front of v. */
+static size_t read_statuses(struct sync_status *s, struct item **v, size_t k)
+{
+    char what[80];
+    char *ids = NULL;
+    size_t len = 0;
+    json_t *doc = NULL;
+    long http = 0;
+    struct reason why = {"", ""};
+    size_t left = 0;
+    FILE *f = open_memstream(&ids, &len);
+    for (size_t j = 0; f != NULL && j < k; j++) {
+        fprintf(f, "%s%s", j > 0 ? "," : "", v[j]->id);
+    }
+    if (f == NULL || fclose(f) != 0 || ids == NULL) {
+        snprintf(why.code, sizeof why.code, "sync.oom");
+        snprintf(why.msg, sizeof why.msg, "out of memory");
+        finish_all(v, k, CPB_RETRY, &why);
         goto out;
     }
-    size_t i;
-    json_t *n;
-    json_array_foreach(doc, i, n)
-    {
-        const char *t = json_string_value(json_object_get(n, "note"));
-        if (t != NULL && names_ticket(t, tkt)) {
-            s->host->log(s->ctx, CPB_LOG_DEBUG, "order %s already has the note", id);
-            rc = CPB_OK;
+    const struct woo_param q[] = {
+        {"include", ids}, {"per_page", "100"}, {"status", "any"}, {"_fields", "id,status"}};
+    snprintf(what, sizeof what, "reading the status of %zu order(s)", k);
+    enum cpb_status rc = call_json(s, what, "GET", "/orders", q, sizeof q / sizeof q[0], NULL,
+                                   s->client.max_tries, &http, &doc, &why);
+    if (rc == CPB_OK && !json_is_array(doc)) {
+        snprintf(why.code, sizeof why.code, "sync.bad_json");
+        snprintf(why.msg, sizeof why.msg, "%s: HTTP %ld, the answer is not a list", what, http);
+        rc = CPB_RETRY;
+    }
+    if (rc != CPB_OK) {
+        finish_all(v, k, rc, &why);
+        goto out;
+    }
+    for (size_t j = 0; j < k; j++) {
+        struct item *it = v[j];
+        const char *current = json_string_value(json_object_get(by_id(doc, it->id), "status"));
+        char shown[48];
+        if (current == NULL) {
+            finish(it, CPB_FAIL, "sync.not_found",
+                   "order %s does not exist in the store (deleted, or moved to the trash)", it->id);
+            continue;
+        }
+        woo_clean_text(current, strlen(current), shown, sizeof shown);
+        if (strcmp(current, s->o->status) == 0) {
+            s->host->log(s->ctx, CPB_LOG_DEBUG, "order %s is already '%s'", it->id, s->o->status);
+            it->status_done = true;
+        } else if (!listed(s->o->from_statuses, current)) {
+            finish(it, CPB_FAIL, "sync.status_conflict",
+                   "order %s is '%s' in the store, which is not one of from_statuses: it was not "
+                   "changed to '%s' (change it by hand if it should be)",
+                   it->id, shown, s->o->status);
+        } else {
+            v[left++] = it;
+        }
+    }
+out:
+    free(ids);
+    json_decref(doc);
+    return left;
+}
+
+/* Set the target status of v[0..k-1] with one POST /orders/batch (statuses
+ * are checked at init: the batch would turn an unknown one into "pending")
+ * and check every element of the answer, which is 200 even when items
+ * failed. An item refused with a retryable error gets the single PUT. */
+static void batch_update(struct sync_status *s, struct item **v, size_t k)
+{
+    char what[80];
+    json_t *body = json_object();
+    json_t *upd = json_array();
+    json_t *doc = NULL;
+    char *text = NULL;
+    long http = 0;
+    struct reason why = {"", ""};
+
+    for (size_t j = 0; body != NULL && upd != NULL && j < k; j++) {
+        json_t *e = json_pack("{s:I, s:s}", "id", (json_int_t)strtoll(v[j]->id, NULL, 10), "status",
+                              s->o->status);
+        if (e == NULL || json_array_append_new(upd, e) != 0) {
+            json_decref(upd);
+            upd = NULL;
+        }
+    }
+    if (body != NULL && upd != NULL && json_object_set(body, "update", upd) == 0) {
+        text = json_dumps(body, JSON_COMPACT);
+    }
+    if (text == NULL) {
+        snprintf(why.code, sizeof why.code, "sync.oom");
+        snprintf(why.msg, sizeof why.msg, "out of memory");
+        finish_all(v, k, CPB_RETRY, &why);
+        goto out;
+    }
+    if (k == 1) {
+        snprintf(what, sizeof what, "setting order %s to '%s'", v[0]->id, s->o->status);
+    } else {
+        snprintf(what, sizeof what, "setting %zu orders to '%s' in one batch", k, s->o->status);
+    }
+    enum cpb_status rc = call_json(s, what, "POST", "/orders/batch", NULL, 0, text,
+                                   s->client.max_tries, &http, &doc, &why);
+    json_t *answered = json_object_get(doc, "update");
+    if (rc == CPB_OK && !json_is_array(answered)) {
+        snprintf(why.code, sizeof why.code, "sync.bad_json");
+        snprintf(why.msg, sizeof why.msg, "%s: HTTP %ld, the answer has no \"update\" list", what,
+                 http);
+        rc = CPB_RETRY;
+    }
+    if (rc != CPB_OK) {
+        finish_all(v, k, rc, &why);
+        goto out;
+    }
+    for (size_t j = 0; j < k; j++) {
+        struct item *it = v[j];
+        json_t *e = by_id(answered, it->id);
+        json_t *err = json_object_get(e, "error");
+        char one[120];
+        snprintf(one, sizeof one, "setting order %s to '%s' in a batch", it->id, s->o->status);
+        if (e == NULL) {
+            put_status(s, it); /* not answered: ask for this one alone */
+        } else if (err != NULL) {
+            json_int_t st =
+                json_integer_value(json_object_get(json_object_get(err, "data"), "status"));
+            const char *c = json_string_value(json_object_get(err, "code"));
+            const char *m = json_string_value(json_object_get(err, "message"));
+            char cs[80];
+            char ms[300];
+            woo_clean_text(c != NULL ? c : "", c != NULL ? strlen(c) : 0, cs, sizeof cs);
+            woo_clean_text(m != NULL ? m : "", m != NULL ? strlen(m) : 0, ms, sizeof ms);
+            if (st == 429 || st >= 500 || st == 0) {
+                s->host->log(s->ctx, CPB_LOG_INFO,
+                             "%s: the store refused the item (%s: %s); trying it alone", one, cs,
+                             ms);
+                put_status(s, it);
+            } else {
+                finish(it, CPB_FAIL, "sync.rejected", "%s: the store refused it (%lld %s: %s)", one,
+                       (long long)st, cs, ms);
+            }
+        } else {
+            check_answered(s, it, one, http, json_string_value(json_object_get(e, "status")));
+        }
+    }
+out:
+    free(text);
+    json_decref(upd);
+    json_decref(body);
+    json_decref(doc);
+}
+
+/* `method` on each order's notes route at once (host->http_many when the
+ * host has it, else one after another); `bodies` may be NULL. A POST is
+ * tried again only when the store certainly did not act on it. */
+static void notes_many(struct sync_status *s, const char *method, struct item **v, size_t k,
+                       const char *const *bodies, struct cpb_http_response *resps,
+                       enum cpb_status *st)
+{
+    bool unsent_only = strcmp(method, "GET") != 0;
+    unsigned tries = s->client.max_tries;
+    char(*routes)[64] = calloc(k, sizeof *routes);
+    const char **rp = calloc(k, sizeof *rp);
+    if (routes == NULL || rp == NULL) {
+        for (size_t j = 0; j < k; j++) {
+            memset(&resps[j], 0, sizeof resps[j]);
+            snprintf(resps[j].error, sizeof resps[j].error, "out of memory");
+            st[j] = CPB_RETRY;
+        }
+        goto out;
+    }
+    for (size_t j = 0; j < k; j++) {
+        snprintf(routes[j], sizeof routes[j], "/orders/%s/notes", v[j]->id);
+        rp[j] = routes[j];
+    }
+    if (CPB_HOST_HAS(s->host, http_many)) {
+        if (woo_request_many(&s->client, method, rp, bodies, k, tries, unsent_only,
+                             (unsigned)s->o->connections, resps, st) == CPB_OK) {
+            goto out;
+        }
+        for (size_t j = 0; j < k; j++) {
+            s->host->http_free(&resps[j]);
+        }
+    }
+    for (size_t j = 0; j < k; j++) {
+        st[j] = woo_request(&s->client, method, rp[j], NULL, 0, bodies != NULL ? bodies[j] : NULL,
+                            unsent_only ? 1 : tries, &resps[j]);
+    }
+out:
+    free(routes);
+    free(rp);
+}
+
+/* Drop from v the orders whose notes already name their ticket: one read
+ * each, only for orders an earlier attempt may have noted (a crash or a
+ * failure left that unknown). Returns how many still need the note. */
+static size_t already_noted(struct sync_status *s, struct item **v, size_t k,
+                            struct cpb_http_response *resps, enum cpb_status *st)
+{
+    size_t left = 0;
+    notes_many(s, "GET", v, k, NULL, resps, st);
+    for (size_t j = 0; j < k; j++) {
+        struct item *it = v[j];
+        char what[80];
+        enum cpb_status verdict = CPB_OK;
+        snprintf(what, sizeof what, "reading the notes of order %s", it->id);
+        json_t *doc = json_answer(s, what, st[j], &resps[j], &it->why, &verdict);
+        s->host->http_free(&resps[j]);
+        if (doc == NULL) {
+            finish(it, verdict, NULL, NULL);
+            continue;
+        }
+        bool found = false;
+        size_t i;
+        json_t *n;
+        json_array_foreach(doc, i, n)
+        {
+            const char *t = json_string_value(json_object_get(n, "note"));
+            found = found || (t != NULL && names_ticket(t, it->tkt));
+        }
+        json_decref(doc);
+        if (found) {
+            s->host->log(s->ctx, CPB_LOG_DEBUG, "order %s already has the note", it->id);
+            finish(it, CPB_OK, NULL, NULL);
+        } else {
+            v[left++] = it;
+        }
+    }
+    return left;
+}
+
+/* Add the note to each order of v, connections at a time. A POST is tried
+ * again within the run only when the store refused it unseen (429, 503, no
+ * connection): one that timed out may have made the note, so the order's
+ * next attempt reads its notes first. */
+static void add_notes(struct sync_status *s, struct item **v, size_t k)
+{
+    struct cpb_http_response *resps = calloc(k, sizeof *resps);
+    enum cpb_status *st = calloc(k, sizeof *st);
+    char **bodies = calloc(k, sizeof *bodies);
+    struct reason oom = {"sync.oom", "out of memory"};
+    if (resps == NULL || st == NULL || bodies == NULL) {
+        finish_all(v, k, CPB_RETRY, &oom);
+        goto out;
+    }
+    size_t check = 0;
+    for (size_t j = 0; j < k; j++) {
+        check += v[j]->rec->attempt > 1;
+    }
+    if (check > 0) {
+        /* Those that may be noted first, so the rest go out in one set. */
+        size_t first = 0;
+        for (size_t j = 0; j < k; j++) {
+            if (v[j]->rec->attempt > 1) {
+                struct item *t = v[first];
+                v[first++] = v[j];
+                v[j] = t;
+            }
+        }
+        size_t left = already_noted(s, v, check, resps, st);
+        for (size_t j = check; j < k; j++) {
+            v[left++] = v[j];
+        }
+        k = left;
+    }
+    for (size_t j = 0; j < k; j++) {
+        json_t *b = json_pack("{s:s, s:b}", "note", v[j]->note, "customer_note", 0);
+        bodies[j] = b != NULL ? json_dumps(b, JSON_COMPACT) : NULL;
+        json_decref(b);
+        if (bodies[j] == NULL) {
+            finish_all(v, k, CPB_RETRY, &oom);
             goto out;
         }
     }
-    json_decref(doc);
-    doc = NULL;
-    body = json_pack("{s:s, s:b}", "note", note, "customer_note", 0);
-    text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
-    if (text == NULL) {
-        s->host->reason(s->ctx, "sync.oom", "out of memory");
-        rc = CPB_RETRY;
-        goto out;
+    notes_many(s, "POST", v, k, (const char *const *)bodies, resps, st);
+    for (size_t j = 0; j < k; j++) {
+        struct item *it = v[j];
+        char what[80];
+        enum cpb_status verdict = CPB_OK;
+        snprintf(what, sizeof what, "adding the note to order %s", it->id);
+        json_t *doc = json_answer(s, what, st[j], &resps[j], &it->why, &verdict);
+        s->host->http_free(&resps[j]);
+        if (doc == NULL) {
+            finish(it, verdict, NULL, NULL);
+            continue;
+        }
+        json_decref(doc);
+        s->host->log(s->ctx, CPB_LOG_INFO, "order %s: note added (ticket %s)", it->id, it->tkt);
+        finish(it, CPB_OK, NULL, NULL);
     }
-    /* One try: a POST that timed out may have created the note, so the
-     * next attempt looks at the notes again before it posts. */
-    snprintf(what, sizeof what, "adding the note to order %s", id);
-    rc = call_json(s, what, "POST", notes_route, NULL, 0, text, 1, &status, &doc);
-    if (rc != CPB_OK) {
-        goto out;
-    }
-    s->host->log(s->ctx, CPB_LOG_INFO, "order %s: note added (ticket %s)", id, tkt);
 out:
-    free(text);
-    json_decref(body);
-    json_decref(doc);
-    return rc;
+    for (size_t j = 0; bodies != NULL && j < k; j++) {
+        free(bodies[j]);
+    }
+    free(bodies);
+    free(resps);
+    free(st);
+}
+
+/* The parts of a dry run's log line that name the note, if any. */
+static const char *want_note_text(const struct item *it, int part)
+{
+    if (!it->want_note) {
+        return "";
+    }
+    return part == 0 ? " and add the note \"" : part == 1 ? it->note : "\"";
+}
+
+/* What to do for one record, before the store is asked: finished when it is
+ * another store's order, a bad id or a dry run. */
+static void prepare_item(struct sync_status *s, struct item *it, const struct cpb_record *rec)
+{
+    const char *id = rec->external_id;
+    memset(it, 0, sizeof *it);
+    it->rec = rec;
+    it->id = id;
+    if (s->o->source != NULL && (rec->source == NULL || strcmp(rec->source, s->o->source) != 0)) {
+        finish(it, CPB_SKIP, NULL, NULL); /* another store's order */
+        return;
+    }
+    if (!id_ok(id)) {
+        char shown[48];
+        woo_clean_text(id != NULL ? id : "", id != NULL ? strlen(id) : 0, shown, sizeof shown);
+        finish(it, CPB_FAIL, "sync.bad_id",
+               "order id \"%s\" is not a WooCommerce order id (a positive integer); is this order "
+               "from a WooCommerce source? set `source` to limit sync-status to one",
+               shown);
+        return;
+    }
+    const char *t = json_string_value(json_object_get(rec->result, "cp_tkt_no"));
+    json_t *doc_id = json_object_get(rec->result, "cp_doc_id");
+    if (t != NULL) {
+        woo_clean_text(t, strlen(t), it->tkt, sizeof it->tkt);
+    }
+    if (it->tkt[0] != '\0' && json_is_integer(doc_id)) {
+        snprintf(it->note, sizeof it->note,
+                 "Imported into Counterpoint as ticket %s (document %lld) by cpbridge.", it->tkt,
+                 (long long)json_integer_value(doc_id));
+    } else {
+        snprintf(it->note, sizeof it->note, "Imported into Counterpoint as ticket %s by cpbridge.",
+                 it->tkt);
+    }
+    it->want_note = s->o->note && it->tkt[0] != '\0';
+    if (s->o->note && it->tkt[0] == '\0') {
+        s->host->log(s->ctx, CPB_LOG_WARN, "order %s has no Counterpoint ticket number: no note",
+                     id);
+    }
+    if (s->o->dry_run) {
+        s->host->log(s->ctx, CPB_LOG_INFO,
+                     "dry run: would set order %s to '%s' (POST /orders/batch "
+                     "{\"update\":[{\"id\":%s,\"status\":\"%s\"}]})%s%s%s",
+                     id, s->o->status, id, s->o->status, want_note_text(it, 0),
+                     want_note_text(it, 1), want_note_text(it, 2));
+        finish(it, CPB_OK, NULL, NULL);
+    }
+}
+
+/*
+ * The orders' write-back, SYNC_CHUNK at a time: one status read and one
+ * batch update per chunk, then the notes, `connections` at once. Per order
+ * that is 1 + 2/SYNC_CHUNK requests on a first attempt; the notes are read
+ * first only on a later attempt. Each item ends with its own outcome.
+ */
+static void sync_items(struct sync_status *s, struct item *items, size_t n)
+{
+    struct item **v = calloc(n > 0 ? n : 1, sizeof *v);
+    if (v == NULL) {
+        struct reason oom = {"sync.oom", "out of memory"};
+        for (size_t i = 0; i < n; i++) {
+            if (!items[i].finished) {
+                finish(&items[i], CPB_RETRY, oom.code, "%s", oom.msg);
+            }
+        }
+        return;
+    }
+    for (size_t at = 0; at < n;) {
+        size_t k = 0;
+        for (; at < n && k < SYNC_CHUNK; at++) {
+            if (!items[at].finished) {
+                v[k++] = &items[at];
+            }
+        }
+        size_t todo = read_statuses(s, v, k);
+        if (todo > 0 && s->batch) {
+            batch_update(s, v, todo);
+        }
+        for (size_t j = 0; j < todo && !s->batch; j++) {
+            put_status(s, v[j]);
+        }
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct item *it = &items[i];
+        if (it->finished) {
+            continue;
+        }
+        if (!it->status_done) {
+            finish(it, CPB_RETRY, "sync.lost", "order %s: the status was not confirmed", it->id);
+        } else if (!it->want_note) {
+            finish(it, CPB_OK, NULL, NULL);
+        } else {
+            v[k++] = it;
+        }
+    }
+    if (k > 0) {
+        add_notes(s, v, k);
+    }
+    free(v);
 }
 
 static enum cpb_status sync_status_process(void *state, struct cpb_record *rec)
 {
     struct sync_status *s = state;
-    const char *id = rec->external_id;
-    char route[64];
-    char note[300];
-    char tkt[48] = "";
+    struct item it;
+    prepare_item(s, &it, rec);
+    if (!it.finished) {
+        sync_items(s, &it, 1);
+    }
+    if (it.why.code[0] != '\0') {
+        s->host->reason(s->ctx, it.why.code, "%s", it.why.msg);
+    }
+    return it.st;
+}
 
-    if (s->o->source != NULL && (rec->source == NULL || strcmp(rec->source, s->o->source) != 0)) {
-        return CPB_SKIP; /* another store's order */
+static void sync_status_process_batch(void *state, struct cpb_record *const *recs, size_t n,
+                                      enum cpb_status *out)
+{
+    struct sync_status *s = state;
+    struct item *items = calloc(n > 0 ? n : 1, sizeof *items);
+    if (items == NULL) {
+        for (size_t i = 0; i < n; i++) {
+            out[i] = CPB_RETRY;
+            s->host->reason_at(s->ctx, i, "sync.oom", "out of memory");
+        }
+        return;
     }
-    if (!id_ok(id)) {
-        char shown[48];
-        woo_clean_text(id != NULL ? id : "", id != NULL ? strlen(id) : 0, shown, sizeof shown);
-        s->host->reason(s->ctx, "sync.bad_id",
-                        "order id \"%s\" is not a WooCommerce order id (a positive integer); is "
-                        "this order from a WooCommerce source? set `source` to limit sync-status "
-                        "to one",
-                        shown);
-        return CPB_FAIL;
+    for (size_t i = 0; i < n; i++) {
+        prepare_item(s, &items[i], recs[i]);
     }
-    const char *t = json_string_value(json_object_get(rec->result, "cp_tkt_no"));
-    json_t *doc_id = json_object_get(rec->result, "cp_doc_id");
-    if (t != NULL) {
-        woo_clean_text(t, strlen(t), tkt, sizeof tkt);
+    sync_items(s, items, n);
+    for (size_t i = 0; i < n; i++) {
+        out[i] = items[i].st;
+        if (items[i].why.code[0] != '\0') {
+            s->host->reason_at(s->ctx, i, items[i].why.code, "%s", items[i].why.msg);
+        }
     }
-    if (tkt[0] != '\0' && json_is_integer(doc_id)) {
-        snprintf(note, sizeof note,
-                 "Imported into Counterpoint as ticket %s (document %lld) by "
-                 "cpbridge.",
-                 tkt, (long long)json_integer_value(doc_id));
-    } else {
-        snprintf(note, sizeof note, "Imported into Counterpoint as ticket %s by cpbridge.", tkt);
-    }
-    bool want_note = s->o->note && tkt[0] != '\0';
-    if (s->o->note && tkt[0] == '\0') {
-        s->host->log(s->ctx, CPB_LOG_WARN, "order %s has no Counterpoint ticket number: no note",
-                     id);
-    }
-    snprintf(route, sizeof route, "/orders/%s", id);
-    if (s->o->dry_run) {
-        s->host->log(s->ctx, CPB_LOG_INFO,
-                     "dry run: would set order %s to '%s' (PUT %s {\"status\":\"%s\"})%s%s%s", id,
-                     s->o->status, route, s->o->status, want_note ? " and add the note \"" : "",
-                     want_note ? note : "", want_note ? "\"" : "");
-        return CPB_OK;
-    }
-    enum cpb_status rc = sync_state(s, id, route);
-    if (rc != CPB_OK || !want_note) {
-        return rc;
-    }
-    return sync_note(s, id, route, note, tkt);
+    free(items);
 }
 
 const struct cpb_stage sync_status_stage = {
     CPB_STAGE_HEADER,
     .name = "sync-status",
-    .version = "1.0.0",
+    .version = "1.1.0",
     .summary = "Write an applied order's status and a note back to its WooCommerce store",
     .kind = CPB_AFTER_COMMIT,
     .options = sync_status_options,
@@ -415,6 +826,7 @@ const struct cpb_stage sync_status_stage = {
     .init = sync_status_init,
     .process = sync_status_process,
     .fini = stage_state_free, /* the state owns nothing else */
+    .process_batch = sync_status_process_batch,
 };
 
 CPB_STAGE_ENTRY(sync_status_stage);

@@ -178,10 +178,19 @@ def scenario_store(a, runs, db, pipeline, store, total, checks):
          "times": 1},
         {"path_regex": "/orders$", "method": "GET", "kind": "status", "status": 503,
          "retry_after": "1", "page": 2, "times": 3},
+        # The write-back: a whole batch refused, items the batch refused
+        # retryably (each then goes by the single PUT, which fails too),
+        # notes whose answers are cut (made, but the outcome unknown) and
+        # notes the store rate-limits.
+        {"path_regex": "/orders/batch$", "method": "POST", "kind": "status", "status": 500,
+         "times": 3},
+        {"kind": "batch_item", "status": 500, "times": 6},
         {"path_regex": "/orders/[0-9]+$", "method": "PUT", "kind": "status", "status": 500,
-         "times": 6},
+         "times": 3},
         {"path_regex": "/orders/[0-9]+/notes$", "method": "POST", "kind": "truncated",
          "times": 3},
+        {"path_regex": "/orders/[0-9]+/notes$", "method": "POST", "kind": "status",
+         "status": 429, "retry_after": "1", "times": 3},
     ]
     store.fault(faults)
     n = 0

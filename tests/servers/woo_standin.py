@@ -42,6 +42,47 @@ Control endpoints for tests (never authenticated, never logged):
                                                   N of the list is served"
   POST   /_clock                   {"offset_seconds": N}: skew server clock
   GET    /_requests  DELETE /_requests            the request log
+  GET    /_latency                 {"latency_ms": N, "workers": W}
+  POST   /_latency                 {"latency_ms": N, "workers": W} (either
+                                   or both): change them at run time
+  GET    /_stats     DELETE /_stats               request statistics (reset)
+
+Latency and workers (a store on shared hosting answers in 200-800 ms and
+has a few PHP-FPM workers): every API request (path under /wp-json/, after
+the home URL's path; not the /_ endpoints, not other paths) waits
+--latency-ms before it is handled, sleeping in its own handler thread, so
+concurrent requests overlap. With --workers N at most N API requests are
+handled at once (the latency sleep, faults and the API work included); the
+others wait for a worker. 0 means no latency / no limit (the defaults). The
+gate is a Condition-based counter rather than a BoundedSemaphore so that
+POST /_latency can change the limit at run time (waiting requests see the
+new limit at once). A worker is given back after the request is recorded
+and before its answer is written, so a client that reads /_stats right
+after its last answer sees in_flight 0.
+
+Statistics (GET /_stats), counted when an API request arrives (before the
+worker wait, latency and faults, so requests answered with a fault count):
+  {"requests": N,                 API requests
+   "by_route": {"GET /orders": n, "GET /orders/{id}": n, "PUT /orders/{id}": n,
+                "POST /orders/batch": n, "GET /orders/{id}/notes": n,
+                "POST /orders/{id}/notes": n,
+                "GET /orders/{id}/notes/{note_id}": n, ...},
+                                  HTTP method as sent (PUT, PATCH and POST
+                                  on /orders/{id} each under its own; no
+                                  X-HTTP-Method-Override) + route pattern
+                                  under /wp-json/wc/v3; an unknown route is
+                                  its path with number segments as {id}
+   "batch_items": N,              items in the "update" arrays of batch
+                                  requests, counted on arrival too
+   "max_in_flight": N,            most API requests holding a worker at the
+                                  same moment since the last reset
+   "in_flight": N,                API requests holding a worker now
+   "status_changes": N,           updates (single or batch item) that
+                                  changed an order's status
+   "notes_added": N}              notes created by POST /orders/{id}/notes
+                                  (the system notes of status changes are
+                                  not counted: there is one per status change)
+  DELETE /_stats zeroes every counter (max_in_flight restarts from in_flight).
 
 Fault object (POST /_fault; a list is accepted too):
   {"path_regex": "/orders$", "method": "GET", "kind": KIND, "status": 503,
@@ -58,10 +99,37 @@ Fault object (POST /_fault; a list is accepted too):
                     then the connection is closed
     slow            the real answer after delay_ms
     malformed_json  the real answer preceded by a PHP warning, status 200
+    batch_item      one item of POST /orders/batch fails: it is not applied
+                    and its "update" entry is {"id": ID, "error": {"code":
+                    code, "message": message, "data": {"status": status}}};
+                    the other items are applied and the answer stays 200,
+                    as the real batch does. Extra keys: "order_id" (the
+                    item's id; omitted = any item), "code" (default
+                    "woocommerce_rest_cannot_edit"), "message" (default
+                    "Sorry, you are not allowed to edit this resource.");
+                    status defaults to 500. Realistic alternatives:
+                    woocommerce_rest_shop_order_invalid_id 400 "Invalid ID.",
+                    woocommerce_rest_cannot_edit 401/403 (permissions).
+    unchanged       "200 but unchanged", as a store whose plugin swallows
+                    the update: PUT/PATCH/POST /orders/{id} answers 200 with
+                    the order as it is and applies nothing; in a batch the
+                    item's "update" entry is the order as it is (no error).
+                    Extra key "order_id": only updates of that order (single
+                    or batch item); omitted = any update the fault matches.
   path_regex is searched (re.search) in the request path without the
   query; method defaults to any; times defaults to 1 (-1 = forever); page
   restricts the fault to GET list requests for that page. delay_ms applies
   to every kind. Faults are checked in the order they were added.
+  batch_item and unchanged are not request faults: they are looked up by
+  the update handlers, only for an order that exists (an unknown id gets
+  its usual error and uses nothing), after validation and authentication,
+  so a GET never uses them; path_regex (default "") and method (default
+  any) filter them as usual, the path being the batch path for batch items
+  (batch_item is consulted in batch requests only). Each order they affect
+  is one use of times (a batch of 3 matching items uses 3); their delay_ms
+  is slept per use, after the update, outside the store lock; page is
+  refused for them. The request log's "fault" names them (comma-separated)
+  when no request fault applied.
 
 Hook object (POST /_hook; a list is accepted too):
   {"on_page": 2, "touch_id": 5105, "date_modified_gmt": "...", "times": 1,
@@ -93,9 +161,10 @@ Usage:
                  [--key ck_...] [--secret cs_...] [--permissions read_write]
                  [--https-mode] [--utc-offset-hours -8] [--extra-status NAME]
                  [--past-end-totals real|zero] [--unstable-ties]
-                 [--log FILE] [--verbose]
-  woo_standin.py --self-test            check the OAuth vector and the
-                                        date/encoding rules; prints OK
+                 [--latency-ms N] [--workers N] [--log FILE] [--verbose]
+  woo_standin.py --self-test            check the OAuth vector, the
+                                        date/encoding rules and the batch
+                                        faults (in-process); prints OK
   woo_standin.py --check-fixtures PATH  check the money arithmetic of order
                                         files (exit 1 on any problem)
 """
@@ -685,6 +754,65 @@ def load_orders(path):
     return entries
 
 
+def new_stats():
+    """Zeroed GET /_stats counters (in_flight and max_in_flight live in the
+    Gate)."""
+    return {"requests": 0, "by_route": {}, "batch_items": 0, "status_changes": 0,
+            "notes_added": 0}
+
+
+def route_key(method, route):
+    """The by_route key of an API request: the method as sent and the route
+    pattern under /wp-json/wc/v3 ("PUT /orders/{id}"); an unknown route is
+    its path with number segments as {id}."""
+    for regex, pattern in ROUTE_PATTERNS:
+        if regex.match(route):
+            return "%s %s" % (method, pattern)
+    path = re.sub(r"/\d+(?=/|$)", "/{id}", route.rstrip("/") or "/")
+    if path.startswith("/wp-json/wc/v3/"):
+        path = path[len("/wp-json/wc/v3"):]
+    return "%s %s" % (method, path)
+
+
+class Gate:
+    """The PHP-FPM pool of --workers: at most limit holders at once (0 = no
+    limit), with the number of holders now and its high-water mark. A
+    Condition and a counter rather than a BoundedSemaphore, so the limit
+    can change at run time (POST /_latency)."""
+
+    def __init__(self, limit):
+        self.cond = threading.Condition()
+        self.limit = limit
+        self.active = 0
+        self.peak = 0
+
+    def enter(self):
+        with self.cond:
+            while self.limit and self.active >= self.limit:
+                self.cond.wait()
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+
+    def leave(self):
+        with self.cond:
+            self.active -= 1
+            self.cond.notify()
+
+    def set_limit(self, limit):
+        with self.cond:
+            self.limit = limit
+            self.cond.notify_all()
+
+    def snapshot(self):
+        """(in_flight, max_in_flight)."""
+        with self.cond:
+            return self.active, self.peak
+
+    def reset_peak(self):
+        with self.cond:
+            self.peak = self.active
+
+
 class Store:
     """All server state, behind one lock."""
 
@@ -701,6 +829,9 @@ class Store:
         self.requests = []
         self.request_seq = 0
         self.clock_offset = 0.0
+        self.latency_ms = cfg.latency_ms
+        self.gate = Gate(cfg.workers)
+        self.stats = new_stats()
 
     # -- time -------------------------------------------------------------
     def now(self):
@@ -806,21 +937,45 @@ class Store:
 
     # -- faults and hooks ---------------------------------------------------
     def take_fault(self, method, path, list_page):
+        """The first request fault matching the request, used once."""
         with self.lock:
             for fault in self.faults:
+                if fault["kind"] in ITEM_FAULT_KINDS:
+                    continue  # looked up by the update handlers
                 if fault["method"] and fault["method"] != method:
                     continue
                 if not fault["regex"].search(path):
                     continue
                 if fault["page"] is not None and fault["page"] != list_page:
                     continue
-                if fault["times"] > 0:
-                    fault["times"] -= 1
-                fault["hits"] += 1
-                if fault["times"] == 0:
-                    self.faults.remove(fault)
-                return dict(fault)
+                return self.use_fault(fault)
         return None
+
+    def take_item_fault(self, kinds, method, path, order_id):
+        """The first fault of one of kinds (batch_item, unchanged) matching
+        an update of order_id, used once."""
+        with self.lock:
+            for fault in self.faults:
+                if fault["kind"] not in kinds:
+                    continue
+                if fault["method"] and fault["method"] != method:
+                    continue
+                if not fault["regex"].search(path):
+                    continue
+                if fault["order_id"] is not None and fault["order_id"] != order_id:
+                    continue
+                return self.use_fault(fault)
+        return None
+
+    def use_fault(self, fault):
+        """Count one use of a fault (removed when used up); its copy."""
+        with self.lock:
+            if fault["times"] > 0:
+                fault["times"] -= 1
+            fault["hits"] += 1
+            if fault["times"] == 0:
+                self.faults.remove(fault)
+            return dict(fault)
 
     def take_hooks(self, page):
         with self.lock:
@@ -831,6 +986,36 @@ class Store:
                 if hook["times"] == 0:
                     self.hooks.remove(hook)
             return [dict(h) for h in fired]
+
+    # -- statistics -----------------------------------------------------------
+    def count_request(self, req, route):
+        """Count an API request on arrival (GET /_stats)."""
+        key = route_key(req.method, route)
+        items = 0
+        if req.method in ("POST", "PUT", "PATCH") and BATCH_RE.match(route):
+            update = req.params().get("update")
+            if isinstance(update, (list, dict)):
+                items = len(update)
+        with self.lock:
+            self.stats["requests"] += 1
+            self.stats["by_route"][key] = self.stats["by_route"].get(key, 0) + 1
+            self.stats["batch_items"] += items
+
+    def count(self, name, amount=1):
+        with self.lock:
+            self.stats[name] += amount
+
+    def stats_snapshot(self):
+        with self.lock:
+            out = dict(self.stats)
+            out["by_route"] = dict(sorted(self.stats["by_route"].items()))
+        out["in_flight"], out["max_in_flight"] = self.gate.snapshot()
+        return out
+
+    def reset_stats(self):
+        with self.lock:
+            self.stats = new_stats()
+        self.gate.reset_peak()
 
     # -- request log --------------------------------------------------------
     def record(self, rec):
@@ -859,6 +1044,7 @@ class Request:
         self.query = php_parse_str(split.query)
         self.headers = headers
         self.body = body
+        self.item_faults = []  # batch_item/unchanged faults used by the handler
         ctype = (headers.get("Content-Type") or "").split(";")[0].strip().lower()
         self.ctype = ctype
         self.json_error = None
@@ -909,6 +1095,15 @@ ORDER_RE = re.compile(r"^/wp-json/wc/v3/orders/(\d+)/?$")
 BATCH_RE = re.compile(r"^/wp-json/wc/v3/orders/batch/?$")
 NOTES_RE = re.compile(r"^/wp-json/wc/v3/orders/(\d+)/notes/?$")
 NOTE_RE = re.compile(r"^/wp-json/wc/v3/orders/(\d+)/notes/(\d+)/?$")
+
+# by_route keys of GET /_stats.
+ROUTE_PATTERNS = [
+    (ORDERS_RE, "/orders"),
+    (BATCH_RE, "/orders/batch"),
+    (ORDER_RE, "/orders/{id}"),
+    (NOTES_RE, "/orders/{id}/notes"),
+    (NOTE_RE, "/orders/{id}/notes/{note_id}"),
+]
 
 BATCH_LIMIT = 100
 
@@ -1290,7 +1485,13 @@ class Api:
             order = self.store.orders.get(order_id)
             if order is None:
                 return rest_error(400, "woocommerce_rest_shop_order_invalid_id", "Invalid ID.")
-            self.apply_update(order, params)
+            fault = self.store.take_item_fault(
+                ("unchanged",), req.method, self.route_path(req.path), order_id
+            )
+            if fault:
+                req.item_faults.append(fault)  # 200, the order as it is
+            else:
+                self.apply_update(order, params)
             return rest_json(200, self.render(order))
 
     def apply_update(self, order, params, note_status=True):
@@ -1303,6 +1504,7 @@ class Api:
         if isinstance(new_status, str) and new_status != old_status:
             order["status"] = new_status
             changed = True
+            self.store.count("status_changes")
             if new_status == "completed" and not order.get("date_completed_gmt"):
                 order["date_completed_gmt"] = now
             if new_status in PAID_STATUSES and not order.get("date_paid_gmt"):
@@ -1402,6 +1604,22 @@ class Api:
                     if order is None:
                         out["update"].append({"id": order_id, "error": invalid_id_error(400)})
                         continue
+                    fault = self.store.take_item_fault(
+                        ITEM_FAULT_KINDS, req.method, self.route_path(req.path), order_id
+                    )
+                    if fault:
+                        req.item_faults.append(fault)
+                    if fault and fault["kind"] == "batch_item":
+                        error = {
+                            "code": fault["code"],
+                            "message": fault["message"],
+                            "data": {"status": fault["status"]},
+                        }
+                        out["update"].append({"id": order_id, "error": error})
+                        continue
+                    if fault:  # unchanged: the order as it is, no error
+                        out["update"].append(self.render(order))
+                        continue
                     item = dict(item)
                     if "status" in item and item["status"] not in valid:
                         item["status"] = "pending"  # batch does not validate statuses (obs)
@@ -1459,6 +1677,7 @@ class Api:
             return bool(value)
 
         note = self.store.add_note(order_id, text, flag("customer_note"), flag("added_by_user"))
+        self.store.count("notes_added")
         location = self.home("/wp-json/wc/v3/orders/%d/notes/%d" % (order_id, note["id"]))
         return rest_json(201, self.render_note(order_id, note), [("Location", location)])
 
@@ -1493,7 +1712,18 @@ class Api:
 # Faults
 # ---------------------------------------------------------------------------
 
-FAULT_KINDS = ("status", "html", "truncated", "short_read", "slow", "malformed_json")
+FAULT_KINDS = (
+    "status", "html", "truncated", "short_read", "slow", "malformed_json", "batch_item",
+    "unchanged",
+)
+# Looked up by the update handlers per order, not by dispatch per request.
+ITEM_FAULT_KINDS = ("batch_item", "unchanged")
+
+BATCH_ITEM_DEFAULTS = {
+    "status": 500,
+    "code": "woocommerce_rest_cannot_edit",
+    "message": "Sorry, you are not allowed to edit this resource.",
+}
 
 
 def parse_fault(spec):
@@ -1523,7 +1753,15 @@ def parse_fault(spec):
         regex = re.compile(spec.get("path_regex") or "")
     except re.error as err:
         raise ValueError("path_regex: %s" % err)
-    return {
+    order_id = spec.get("order_id")
+    if order_id is not None:
+        if kind not in ITEM_FAULT_KINDS:
+            raise ValueError("order_id applies to %s faults only" % " and ".join(ITEM_FAULT_KINDS))
+        if not isinstance(order_id, int) or isinstance(order_id, bool) or order_id < 1:
+            raise ValueError("order_id must be a positive integer")
+    if kind in ITEM_FAULT_KINDS and page is not None:
+        raise ValueError("page does not apply to %s faults" % kind)
+    fault = {
         "path_regex": spec.get("path_regex") or "",
         "regex": regex,
         "method": method.upper() if isinstance(method, str) and method else None,
@@ -1535,6 +1773,17 @@ def parse_fault(spec):
         "page": page,
         "hits": 0,
     }
+    if kind in ITEM_FAULT_KINDS:
+        fault["order_id"] = order_id
+    if kind == "batch_item":
+        for key in ("code", "message"):
+            value = spec.get(key, BATCH_ITEM_DEFAULTS[key])
+            if not isinstance(value, str) or not value:
+                raise ValueError("%s must be a non-empty string" % key)
+            fault[key] = value
+        if status is None:
+            fault["status"] = BATCH_ITEM_DEFAULTS["status"]
+    return fault
 
 
 def fault_public(fault):
@@ -1704,6 +1953,27 @@ def control(server, req):
         with store.lock:
             store.clock_offset = float(offset)
         return control_json(200, {"offset_seconds": offset, "now_gmt": fmt_dt(store.now_gmt())})
+    if path == "/_latency":
+        if method == "GET":
+            return control_json(200, {"latency_ms": store.latency_ms, "workers": store.gate.limit})
+        if method == "POST":
+            if not isinstance(body, dict) or not ("latency_ms" in body or "workers" in body):
+                return control_json(400, {"error": "send {\"latency_ms\": N, \"workers\": W}"})
+            for key in ("latency_ms", "workers"):
+                value = body.get(key, 0)
+                if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                    return control_json(400, {"error": "%s must be a non-negative integer" % key})
+            if "latency_ms" in body:
+                store.latency_ms = body["latency_ms"]
+            if "workers" in body:
+                store.gate.set_limit(body["workers"])
+            return control_json(200, {"latency_ms": store.latency_ms, "workers": store.gate.limit})
+    if path == "/_stats":
+        if method == "GET":
+            return control_json(200, store.stats_snapshot())
+        if method == "DELETE":
+            store.reset_stats()
+            return control_json(200, {"cleared": True})
     if path == "/_requests":
         if method == "GET":
             with store.lock:
@@ -1792,6 +2062,26 @@ class Handler(BaseHTTPRequestHandler):
             self.send(resp)
             return
         route = server.api.route_path(req.path)
+        api = route.startswith("/wp-json/")
+        if api:
+            server.store.count_request(req, route)  # on arrival, faults included
+            server.store.gate.enter()  # wait for a worker (--workers)
+        try:
+            resp = self.answer(req, route, body, started)
+        finally:
+            if api:
+                server.store.gate.leave()
+        # Recorded (in answer) before the answer goes out, so a test that
+        # reads /_requests or /_stats right after its response always finds
+        # the request there.
+        self.send(resp)
+
+    def answer(self, req, route, body, started):
+        """Latency, faults, the API and the request log of a non-control
+        request. Returns the Response."""
+        server = self.server
+        if route.startswith("/wp-json/") and server.store.latency_ms:
+            time.sleep(server.store.latency_ms / 1000.0)  # this worker only
         fault = server.store.take_fault(req.method, route, req.list_page())
         if fault and fault["delay_ms"]:
             time.sleep(fault["delay_ms"] / 1000.0)
@@ -1807,6 +2097,12 @@ class Handler(BaseHTTPRequestHandler):
         except Exception:
             traceback.print_exc()
             resp = rest_error(500, "standin_exception", "The stand-in failed: see its stderr.")
+        item_delay = sum(f["delay_ms"] for f in req.item_faults)
+        if item_delay:
+            time.sleep(item_delay / 1000.0)  # after the update, outside the store lock
+        kind = fault["kind"] if fault else None
+        if kind is None and req.item_faults:
+            kind = ",".join(sorted(set(f["kind"] for f in req.item_faults)))
         headers = {}
         for key, value in self.headers.items():
             headers[key] = value if key not in headers else headers[key] + ", " + value
@@ -1819,12 +2115,10 @@ class Handler(BaseHTTPRequestHandler):
             "headers": headers,
             "body": body.decode("utf-8", "replace"),
             "status": resp.status,
-            "fault": fault["kind"] if fault else None,
+            "fault": kind,
             "ms": int((time.time() - started) * 1000),
         })
-        # Recorded before the answer goes out, so a test that reads /_requests
-        # right after its response always finds the request there.
-        self.send(resp)
+        return resp
 
     def send(self, resp, close=False):
         head_only = self.command == "HEAD"
@@ -1923,6 +2217,62 @@ def self_test():
     check("parse_str", php_parse_str("a=1&a=2&s[]=x&s[]=y&t[k]=z&u=a+b"),
           {"a": "2", "s": {"0": "x", "1": "y"}, "t": {"k": "z"}, "u": "a b"})
 
+    # /_stats route keys.
+    check("route key PUT", route_key("PUT", "/wp-json/wc/v3/orders/5105/"), "PUT /orders/{id}")
+    check("route key batch", route_key("POST", "/wp-json/wc/v3/orders/batch"),
+          "POST /orders/batch")
+    check("route key note", route_key("GET", "/wp-json/wc/v3/orders/7/notes/3"),
+          "GET /orders/{id}/notes/{note_id}")
+    check("route key other", route_key("GET", "/wp-json/wc/v2/orders/12"),
+          "GET /wp-json/wc/v2/orders/{id}")
+
+    # Item faults, in process: batch_item, unchanged, their use counts.
+    cfg = parse_args([])
+    cfg.home_url = "http://example.com"
+    store = Store(cfg)
+    api = Api(store, cfg)
+    store.put_entries([{"id": n, "status": "processing"} for n in (1, 2, 3)])
+
+    def call(handler, method, path, value, *args):
+        req = Request(method, path, {"Content-Type": "application/json"},
+                      json.dumps(value).encode())
+        resp = handler(req, True, *args)
+        return resp.status, json.loads(resp.body.decode())
+
+    store.faults.extend(parse_fault(f) for f in [
+        {"kind": "batch_item", "order_id": 2},
+        {"kind": "unchanged", "order_id": 3, "times": 2},
+    ])
+    check("batch_item defaults", {k: store.faults[0][k] for k in ("status", "code", "message")},
+          {"status": 500, "code": "woocommerce_rest_cannot_edit",
+           "message": "Sorry, you are not allowed to edit this resource."})
+    update = [{"id": n, "status": "completed"} for n in (1, 2, 3, 99)]
+    status, out = call(api.batch, "POST", "/wp-json/wc/v3/orders/batch", {"update": update})
+    check("batch status", status, 200)
+    check("batch answers", [(i.get("id"), i.get("status"), (i.get("error") or {}).get("code"))
+                            for i in out["update"]],
+          [(1, "completed", None), (2, None, "woocommerce_rest_cannot_edit"),
+           (3, "processing", None), (99, None, "woocommerce_rest_shop_order_invalid_id")])
+    check("batch item error data", out["update"][1]["error"]["data"], {"status": 500})
+    check("batch stored", [store.orders[n]["status"] for n in (1, 2, 3)],
+          ["completed", "processing", "processing"])
+    check("faults left", [(f["kind"], f["times"]) for f in store.faults], [("unchanged", 1)])
+    status, out = call(api.update_order, "PUT", "/wp-json/wc/v3/orders/3",
+                       {"status": "completed"}, 3)
+    check("unchanged PUT", (status, out["status"], store.orders[3]["status"]),
+          (200, "processing", "processing"))
+    status, out = call(api.update_order, "PUT", "/wp-json/wc/v3/orders/3",
+                       {"status": "completed"}, 3)
+    check("PUT after unchanged", (status, out["status"], store.faults), (200, "completed", []))
+    check("status_changes", store.stats["status_changes"], 2)
+    for bad in ({"kind": "status", "order_id": 1}, {"kind": "unchanged", "page": 2},
+                {"kind": "batch_item", "code": ""}, {"kind": "batch_item", "order_id": "5"}):
+        try:
+            parse_fault(bad)
+            failures.append("fault %r accepted" % bad)
+        except ValueError:
+            pass
+
     if failures:
         sys.stdout.write("FAILED\n" + "\n".join(failures) + "\n")
         return 1
@@ -1972,6 +2322,10 @@ def parse_args(argv):
                              "or 0/0 (as observed on a live store, woocommerce-api.md §12)")
     parser.add_argument("--unstable-ties", action="store_true",
                         help="orderby=date/modified ties come back in another order on even pages")
+    parser.add_argument("--latency-ms", type=int, default=0, metavar="N",
+                        help="every API request (/wp-json/) waits N ms before it is handled")
+    parser.add_argument("--workers", type=int, default=0, metavar="N",
+                        help="at most N API requests handled at once (default 0: no limit)")
     parser.add_argument("--log", help="append every request as a JSON line to this file")
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--self-test", action="store_true")
@@ -1989,6 +2343,9 @@ def write_port_file(path, port):
 
 def main(argv):
     cfg = parse_args(argv)
+    if cfg.latency_ms < 0 or cfg.workers < 0:
+        sys.stderr.write("woo_standin: --latency-ms and --workers must not be negative\n")
+        return 2
     if cfg.self_test:
         return self_test()
     if cfg.check_fixtures:

@@ -805,6 +805,188 @@ static void test_server_log_file(void)
     free(text);
 }
 
+/* ---- several at once: http_perform_many ---------------------------------- */
+
+enum { MANY_MAX = 16 };
+
+/* Perform reqs for paths[0..n-1] (GET, max_tries `tries`, retry_unsent_only
+ * `unsent`) through http_perform_many; resps/st filled; returns its
+ * status. */
+static enum cpb_status many(const char *const *paths, size_t n, unsigned max_parallel,
+                            unsigned tries, bool unsent, struct cpb_http_response *resps,
+                            enum cpb_status *st)
+{
+    struct cpb_http_request r[MANY_MAX];
+    const struct cpb_http_request *p[MANY_MAX];
+    char *urls[MANY_MAX];
+    CU_ASSERT_FATAL(n <= MANY_MAX);
+    for (size_t i = 0; i < n; i++) {
+        urls[i] = paths[i][0] == '/' ? cpbserver_url(&srv, paths[i]) : strdup(paths[i]);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(urls[i]);
+        r[i] = req_for("GET", urls[i]);
+        r[i].max_tries = tries;
+        r[i].retry_unsent_only = unsent;
+        p[i] = &r[i];
+    }
+    enum cpb_status rc = http_perform_many(cli, p, resps, st, n, max_parallel);
+    for (size_t i = 0; i < n; i++) {
+        free(urls[i]);
+    }
+    return rc;
+}
+
+/* Each answer belongs to its own request; at most max_parallel
+ * connections, kept for the next call. */
+static void test_many_in_order_bounded_kept(void)
+{
+    enum { N = 12 };
+    const char *paths[N];
+    char text[N][40];
+    struct cpb_http_response resps[N];
+    enum cpb_status st[N];
+    clear_records();
+    for (size_t i = 0; i < N; i++) {
+        snprintf(text[i], sizeof text[i], i % 2 == 0 ? "/slow?ms=150&i=%zu" : "/echo?i=%zu", i);
+        paths[i] = text[i];
+    }
+    CU_ASSERT_EQUAL_FATAL(many(paths, N, 3, 1, false, resps, st), CPB_OK);
+    for (size_t i = 0; i < N; i++) {
+        char want[20];
+        CU_ASSERT_EQUAL(st[i], CPB_OK);
+        CU_ASSERT_EQUAL(resps[i].status, 200);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(resps[i].body);
+        snprintf(want, sizeof want, "\"i=%zu\"", i);
+        if (i % 2 == 1) {
+            CU_ASSERT_PTR_NOT_NULL(strstr(resps[i].body, want)); /* the echo of its own query */
+        } else {
+            CU_ASSERT_STRING_EQUAL(resps[i].body, "slow\n");
+        }
+        http_response_free(&resps[i]);
+    }
+    /* Ports: at most 3 connections for 12 requests, and more than one. */
+    json_int_t ports[N * 2];
+    size_t nports = 0;
+    json_t *a = recorded("/slow");
+    json_t *b = recorded("/echo");
+    json_t *both[] = {a, b};
+    for (size_t k = 0; k < 2; k++) {
+        size_t i;
+        json_t *rec;
+        json_array_foreach(both[k], i, rec)
+        {
+            json_int_t port = json_integer_value(json_object_get(rec, "client_port"));
+            bool seen = false;
+            for (size_t j = 0; j < nports; j++) {
+                seen = seen || ports[j] == port;
+            }
+            if (!seen) {
+                ports[nports++] = port;
+            }
+        }
+    }
+    CU_ASSERT_EQUAL(json_array_size(a) + json_array_size(b), N);
+    CU_ASSERT(nports >= 2);
+    CU_ASSERT(nports <= 3);
+    json_decref(a);
+    json_decref(b);
+
+    /* The next call reuses those connections. */
+    clear_records();
+    CU_ASSERT_EQUAL_FATAL(many(paths + 1, 1, 3, 1, false, resps, st), CPB_OK);
+    http_response_free(&resps[0]);
+    a = recorded("/echo");
+    json_int_t again = json_integer_value(json_object_get(json_array_get(a, 0), "client_port"));
+    bool reused = false;
+    for (size_t j = 0; j < nports; j++) {
+        reused = reused || ports[j] == again;
+    }
+    CU_ASSERT(reused);
+    json_decref(a);
+
+    /* Nothing to do is fine; no client is not. */
+    CU_ASSERT_EQUAL(http_perform_many(cli, NULL, NULL, NULL, 0, 0), CPB_OK);
+    CU_ASSERT_EQUAL(http_perform_many(NULL, NULL, resps, st, 1, 0), CPB_FAIL);
+}
+
+/* A 429 with Retry-After holds back every request not yet started, and
+ * the refused one is tried again after it. */
+static void test_many_429_holds_the_rest(void)
+{
+    const char *paths[] = {"/m429", "/echo?k=1", "/echo?k=2", "/echo?k=3"};
+    struct cpb_http_response resps[4];
+    enum cpb_status st[4];
+    clear_records();
+    script("/m429", "[{\"status\": 429, \"headers\": {\"Retry-After\": \"1\"}},"
+                    " {\"status\": 200, \"body\": \"ok\"}]");
+    CU_ASSERT_EQUAL_FATAL(many(paths, 4, 1, 3, false, resps, st), CPB_OK);
+    for (size_t i = 0; i < 4; i++) {
+        CU_ASSERT_EQUAL(st[i], CPB_OK);
+        http_response_free(&resps[i]);
+    }
+    json_t *r429 = recorded("/m429");
+    json_t *echo = recorded("/echo");
+    CU_ASSERT_EQUAL_FATAL(json_array_size(r429), 2);
+    CU_ASSERT_EQUAL_FATAL(json_array_size(echo), 3);
+    double refused = json_real_value(json_object_get(json_array_get(r429, 0), "time"));
+    double first_other = json_real_value(json_object_get(json_array_get(echo, 0), "time"));
+    CU_ASSERT(first_other - refused >= 0.9); /* waited for the Retry-After */
+    json_decref(r429);
+    json_decref(echo);
+
+    /* Retry-After longer than a run waits: the rest are not sent at all. */
+    clear_records();
+    script("/mlong", "[{\"status\": 503, \"headers\": {\"Retry-After\": \"3600\"}}]");
+    const char *more[] = {"/mlong", "/echo?k=4", "/echo?k=5"};
+    CU_ASSERT_EQUAL_FATAL(many(more, 3, 1, 3, false, resps, st), CPB_OK);
+    CU_ASSERT_EQUAL(st[0], CPB_RETRY);
+    CU_ASSERT_EQUAL(resps[0].retry_after_ms, 3600000L);
+    CU_ASSERT_EQUAL(st[1], CPB_RETRY);
+    CU_ASSERT_PTR_NOT_NULL(strstr(resps[1].error, "not sent"));
+    CU_ASSERT_EQUAL(resps[1].retry_after_ms, 3600000L);
+    CU_ASSERT_EQUAL(st[2], CPB_RETRY);
+    for (size_t i = 0; i < 3; i++) {
+        http_response_free(&resps[i]);
+    }
+    CU_ASSERT_EQUAL(count_recorded("/mlong"), 1);
+    CU_ASSERT_EQUAL(count_recorded("/echo"), 0);
+}
+
+/* retry_unsent_only: a 503 and a refused connection are tried again, a
+ * cut answer (the server may have acted) is not; without the flag it is. */
+static void test_many_retry_unsent_only(void)
+{
+    const char *paths[] = {"/u503", "/truncated", "http://127.0.0.1:1/refused"};
+    struct cpb_http_response resps[3];
+    enum cpb_status st[3];
+    for (int pass = 0; pass < 2; pass++) {
+        bool unsent = pass == 0;
+        clear_records();
+        script("/u503", "[{\"status\": 503, \"headers\": {\"Retry-After\": \"0\"}},"
+                        " {\"status\": 200, \"body\": \"ok\"}]");
+        CU_ASSERT_EQUAL_FATAL(many(paths, 3, 2, 2, unsent, resps, st), CPB_OK);
+        CU_ASSERT_EQUAL(st[0], CPB_OK);
+        CU_ASSERT_EQUAL(st[1], CPB_RETRY);
+        CU_ASSERT_EQUAL(st[2], CPB_RETRY);
+        for (size_t i = 0; i < 3; i++) {
+            http_response_free(&resps[i]);
+        }
+        CU_ASSERT_EQUAL(count_recorded("/u503"), 2);
+        CU_ASSERT_EQUAL(count_recorded("/truncated"), unsent ? 1 : 2);
+    }
+
+    /* The same rule for one request at a time. */
+    clear_records();
+    char *url = cpbserver_url(&srv, "/truncated");
+    struct cpb_http_request r = req_for("POST", url);
+    r.max_tries = 3;
+    r.retry_unsent_only = true;
+    struct cpb_http_response resp;
+    CU_ASSERT_EQUAL(http_perform(cli, &r, &resp), CPB_RETRY);
+    http_response_free(&resp);
+    free(url);
+    CU_ASSERT_EQUAL(count_recorded("/truncated"), 1);
+}
+
 static const struct cpbtest_case pure_cases[] = {
     {"classify_status", test_classify_status},
     {"retry_after_parse", test_retry_after_parse},
@@ -836,6 +1018,9 @@ static const struct cpbtest_case live_cases[] = {
     {"https_to_plain_server", test_https_to_plain_server},
     {"tls_verification", test_tls_verification},
     {"server_log_file", test_server_log_file},
+    {"many_in_order_bounded_kept", test_many_in_order_bounded_kept},
+    {"many_429_holds_the_rest", test_many_429_holds_the_rest},
+    {"many_retry_unsent_only", test_many_retry_unsent_only},
     {NULL, NULL},
 };
 

@@ -214,11 +214,26 @@ static void test_newer_minor(void)
 static void test_short_size(void)
 {
     char expected[64];
-    /* ABI 1.0's descriptor ends with fini. */
+    /* The fixture declares this ABI, 1.1, whose descriptor ends with
+     * process_batch. */
     snprintf(expected, sizeof expected, "expected at least %zu",
-             offsetof(struct cpb_stage, fini) + sizeof(void (*)(void *)));
+             offsetof(struct cpb_stage, process_batch) + sizeof(loader_batch_fn));
     expect_refused("short-size", fixture("short-size"), fixture("short-size"), "descriptor size 8",
                    expected, NULL);
+}
+
+/* A stage built against ABI 1.0 (minor 0, descriptor ending with fini)
+ * still loads, and the host never reads the members added after it. */
+static void test_older_minor_loads(void)
+{
+    struct loaded_stage s = {0};
+    struct err err = {0};
+    CU_ASSERT_EQUAL_FATAL(loader_open("abi-1-0", fixture("abi-1-0"), &s, &err), 0);
+    CU_ASSERT_EQUAL(s.desc->abi_minor, 0);
+    CU_ASSERT_EQUAL(s.desc->size, offsetof(struct cpb_stage, fini) + sizeof(void (*)(void *)));
+    CU_ASSERT_PTR_NULL(loader_process_batch(s.desc));
+    CU_ASSERT_EQUAL(s.desc->process(NULL, NULL), CPB_OK);
+    loader_close(&s);
 }
 
 static void test_missing_symbol(void)
@@ -480,6 +495,15 @@ static void test_names(void)
     expect_in(err.msg, "bad?[2Jname");
 }
 
+static void batch_noop(void *state, struct cpb_record *const *recs, size_t n, enum cpb_status *out)
+{
+    (void)state;
+    (void)recs;
+    for (size_t i = 0; i < n; i++) {
+        out[i] = CPB_OK;
+    }
+}
+
 static void test_check_descriptor(void)
 {
     struct loaded_stage s = {0};
@@ -539,6 +563,17 @@ static void test_check_descriptor(void)
     CU_ASSERT_EQUAL(loader_check("good-stage", NULL, NULL, &e6), -1);
     expect_in(e6.msg, "returned no descriptor");
 
+    /* process_batch (ABI 1.1) belongs to after-commit stages only. */
+    d.process_batch = batch_noop;
+    d.kind = CPB_STEP;
+    struct err e7 = {0};
+    CU_ASSERT_EQUAL(loader_check("good-stage", NULL, &d, &e7), -1);
+    expect_in(e7.msg, "process_batch is for after-commit stages only");
+    d.kind = CPB_AFTER_COMMIT;
+    struct err e8 = {0};
+    CU_ASSERT_EQUAL(loader_check("good-stage", NULL, &d, &e8), 0);
+    CU_ASSERT_PTR_EQUAL(loader_process_batch(&d), batch_noop);
+
     loader_close(&s);
 }
 
@@ -549,6 +584,7 @@ int main(int argc, char **argv)
         {"wrong ABI major refused", test_wrong_major},
         {"newer ABI minor refused", test_newer_minor},
         {"short descriptor refused", test_short_size},
+        {"ABI 1.0 stage loads without the 1.1 members", test_older_minor_loads},
         {"missing entry symbol refused", test_missing_symbol},
         {"NULL descriptor refused", test_null_descriptor},
         {"name mismatch refused", test_name_mismatch},

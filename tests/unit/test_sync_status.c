@@ -2,12 +2,18 @@
  * test_sync_status.c — the sync-status stage against the WooCommerce
  * stand-in (tests/servers/woo_standin.py, real HTTP on 127.0.0.1, OAuth
  * signatures verified): status and note written exactly once (checked in
- * the store through GET /_orders/{id}), the PUT's JSON content type and
- * body, a 503 retried, a crash between the PUT and the note resumed without
- * a second PUT or note, dry runs that send nothing, statuses refused at
- * init, store errors (unknown order, bad status, wrong secret, a status the
- * order must not leave), Basic auth over https-mode, and the after-commit
- * retry through the real runner (source-woo, a fixture step, sync-status).
+ * the store through GET /_orders/{id}), the batch request's JSON content
+ * type and body, a 503 retried, a crash between the status and the note
+ * resumed without a second status change or note, a note whose answer was
+ * lost (not sent again in the call, found by the next attempt), dry runs
+ * that send nothing, statuses refused at init (a custom status by the
+ * single PUT the store validates), store errors (unknown order, bad
+ * status, wrong secret, a status the order must not leave), Basic auth
+ * over https-mode; process_batch with many orders (one status read and one
+ * batch per 100, notes `connections` at once, per-item errors retried alone
+ * or refused, "200 but unchanged", a 429 that slows every note down); and
+ * the after-commit retry through the real runner (source-woo, a fixture
+ * step, sync-status).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +24,7 @@
 #include "cpbserver.h"
 #include "cpbtest.h"
 #include "engine/host.h"
+#include "engine/loader.h"
 #include "engine/pipeline.h"
 #include "engine/runner.h"
 #include "engine/schema.h"
@@ -116,6 +123,40 @@ static size_t count_requests(struct cpbserver *s, const char *method, const char
     return n;
 }
 
+/* How many update items for order `id` (0: any) the batch requests held. */
+static size_t batch_items(struct cpbserver *s, json_int_t id)
+{
+    json_t *posts = requests(s, "POST", "/wp-json/wc/v3/orders/batch");
+    size_t count = 0;
+    size_t i;
+    json_t *r;
+    json_array_foreach(posts, i, r)
+    {
+        json_error_t jerr;
+        json_t *body = json_loads(json_string_value(json_object_get(r, "body")), 0, &jerr);
+        size_t j;
+        json_t *item;
+        json_array_foreach(json_object_get(body, "update"), j, item)
+        {
+            if (id == 0 || json_integer_value(json_object_get(item, "id")) == id) {
+                count++;
+            }
+        }
+        json_decref(body);
+    }
+    json_decref(posts);
+    return count;
+}
+
+/* A figure of GET /_stats. */
+static json_int_t store_stat(struct cpbserver *s, const char *key)
+{
+    json_t *st = ctl(s, "GET", "/_stats", NULL);
+    json_int_t v = json_integer_value(json_object_get(st, key));
+    json_decref(st);
+    return v;
+}
+
 /* The stored order's status (into out). */
 static void store_status(struct cpbserver *s, int id, char *out, size_t n)
 {
@@ -197,9 +238,10 @@ static void stage_close(struct stage *st)
     st->p = NULL;
 }
 
-/* Call the stage for an applied order as the runner would after commit. */
-static enum cpb_status sync_order(struct stage *st, const char *source, const char *ext,
-                                  const char *tkt, int64_t doc)
+/* Call the stage for an applied order as the runner would after commit:
+ * attempt 1 right after the order was applied, more when resumed. */
+static enum cpb_status sync_order_at(struct stage *st, const char *source, const char *ext,
+                                     const char *tkt, int64_t doc, unsigned attempt)
 {
     struct stage_inst *si = &st->p->st[0];
     json_t *result = json_object();
@@ -214,7 +256,7 @@ static enum cpb_status sync_order(struct stage *st, const char *source, const ch
                              .id = 1,
                              .source = source,
                              .external_id = ext,
-                             .attempt = 1,
+                             .attempt = attempt,
                              .payload = payload,
                              .result = result};
     host_reason_clear(si->ctx);
@@ -227,6 +269,82 @@ static enum cpb_status sync_order(struct stage *st, const char *source, const ch
     json_decref(result);
     json_decref(payload);
     return rc;
+}
+
+static enum cpb_status sync_order(struct stage *st, const char *source, const char *ext,
+                                  const char *tkt, int64_t doc)
+{
+    return sync_order_at(st, source, ext, tkt, doc, 1);
+}
+
+/* Orders first..first+n-1 in the store: copies of fixture order 5101
+ * ("processing"), each with its own id and number. */
+static void add_orders(struct cpbserver *s, int first, size_t n)
+{
+    json_error_t jerr;
+    json_t *all = json_load_file(cpbtest_src("tests/fixtures/woo/orders-basic.json"), 0, &jerr);
+    json_t *out = json_array();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(all);
+    for (size_t i = 0; i < n; i++) {
+        json_t *o = json_deep_copy(json_array_get(all, 0));
+        char num[24];
+        snprintf(num, sizeof num, "%d", first + (int)i);
+        json_object_set_new(o, "id", json_integer(first + (json_int_t)i));
+        json_object_set_new(o, "number", json_string(num));
+        json_array_append_new(out, o);
+    }
+    char *text = json_dumps(out, JSON_COMPACT);
+    ctl_do(s, "POST", "/_orders", text);
+    free(text);
+    json_decref(out);
+    json_decref(all);
+}
+
+/* n applied orders first.. (tickets T-<id>) through process_batch, as the
+ * runner calls it; out[i] and the reason codes (code[i], 64 bytes each)
+ * receive each outcome. */
+static void sync_batch(struct stage *st, int first, size_t n, unsigned attempt,
+                       enum cpb_status *out, char (*code)[64])
+{
+    struct stage_inst *si = &st->p->st[0];
+    struct cpb_record *recs = calloc(n, sizeof *recs);
+    struct cpb_record **ptrs = calloc(n, sizeof *ptrs);
+    char(*ids)[24] = calloc(n, sizeof *ids);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(recs);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ptrs);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ids);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(loader_process_batch(si->ls.desc));
+    for (size_t i = 0; i < n; i++) {
+        char tkt[32];
+        snprintf(ids[i], sizeof ids[i], "%d", first + (int)i);
+        snprintf(tkt, sizeof tkt, "T-%d", first + (int)i);
+        recs[i] = (struct cpb_record){.size = sizeof recs[i],
+                                      .id = (int64_t)i + 1,
+                                      .source = "woo",
+                                      .external_id = ids[i],
+                                      .attempt = attempt,
+                                      .payload = json_pack("{s:s}", "id", ids[i]),
+                                      .result = json_pack("{s:s, s:I}", "cp_tkt_no", tkt,
+                                                          "cp_doc_id", (json_int_t)first + i)};
+        ptrs[i] = &recs[i];
+        out[i] = CPB_FAIL;
+    }
+    host_reason_clear(si->ctx);
+    CU_ASSERT_EQUAL_FATAL(host_batch_begin(si->ctx, n), 0);
+    loader_process_batch(si->ls.desc)(si->state, ptrs, n, out);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(code[i], 64, "%s", host_batch_reason_code(si->ctx, i));
+        if (out[i] != CPB_OK && out[i] != CPB_SKIP) {
+            fprintf(stderr, "sync-status: order %s: %d %s: %s\n", ids[i], out[i], code[i],
+                    host_batch_reason_message(si->ctx, i));
+        }
+        json_decref(recs[i].payload);
+        json_decref(recs[i].result);
+    }
+    host_batch_end(si->ctx);
+    free(recs);
+    free(ptrs);
+    free(ids);
 }
 
 /* ---- suite setup ------------------------------------------------------------------ */
@@ -275,15 +393,18 @@ static void test_status_and_note_once(void)
     CU_ASSERT_EQUAL(
         notes_with(&srv, 5101, "Order status changed from Processing to Completed.", NULL), 1);
 
-    /* The PUT: JSON content type, only the status, no "id". */
-    json_t *puts = requests(&srv, "PUT", "/wp-json/wc/v3/orders/5101");
+    /* One status read, one batch: JSON content type, the id and the status
+     * only; no single PUT. */
+    CU_ASSERT_EQUAL(count_requests(&srv, "GET", "/wp-json/wc/v3/orders"), 1);
+    CU_ASSERT_EQUAL(count_requests(&srv, "PUT", NULL), 0);
+    json_t *puts = requests(&srv, "POST", "/wp-json/wc/v3/orders/batch");
     CU_ASSERT_EQUAL_FATAL(json_array_size(puts), 1);
     json_t *put = json_array_get(puts, 0);
     const char *ctype =
         json_string_value(json_object_get(json_object_get(put, "headers"), "Content-Type"));
     CU_ASSERT(ctype != NULL && strncmp(ctype, "application/json", 16) == 0);
     CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(put, "body")),
-                           "{\"status\":\"completed\"}");
+                           "{\"update\":[{\"id\":5101,\"status\":\"completed\"}]}");
     CU_ASSERT_PTR_NOT_NULL(json_object_get(json_object_get(put, "params"), "oauth_signature"));
     json_decref(puts);
     json_t *posts = requests(&srv, "POST", "/wp-json/wc/v3/orders/5101/notes");
@@ -296,12 +417,13 @@ static void test_status_and_note_once(void)
     json_decref(body);
     json_decref(posts);
 
-    /* Called again (the engine lost the record of it): nothing new. */
+    /* Called again, as a later attempt (the engine lost the record of it,
+     * or the process died before it was recorded): nothing new. */
     ctl_do(&srv, "DELETE", "/_requests", NULL);
-    CU_ASSERT_EQUAL(sync_order(&st, "woo", "5101", "W-000042", 4242), CPB_OK);
+    CU_ASSERT_EQUAL(sync_order_at(&st, "woo", "5101", "W-000042", 4242, 2), CPB_OK);
     CU_ASSERT_EQUAL(count_requests(&srv, "PUT", NULL), 0);
     CU_ASSERT_EQUAL(count_requests(&srv, "POST", NULL), 0);
-    CU_ASSERT_EQUAL(count_requests(&srv, "GET", NULL), 2); /* the order, its notes */
+    CU_ASSERT_EQUAL(count_requests(&srv, "GET", NULL), 2); /* the status, the notes */
     CU_ASSERT_EQUAL(notes_with(&srv, 5101, NOTE_5101, NULL), 1);
     stage_close(&st);
 }
@@ -312,10 +434,10 @@ static void test_put_retried_on_503(void)
     char status[64];
     reset(&srv);
     CU_ASSERT_EQUAL_FATAL(stage_open(&st, &srv, "max_tries = 3;"), 0);
-    fault(&srv, "{\"path_regex\": \"/orders/5102$\", \"method\": \"PUT\", \"kind\": \"status\","
-                " \"status\": 503, \"retry_after\": \"0\"}");
+    fault(&srv, "{\"path_regex\": \"/orders/batch$\", \"method\": \"POST\", \"kind\":"
+                " \"status\", \"status\": 503, \"retry_after\": \"0\"}");
     CU_ASSERT_EQUAL(sync_order(&st, "woo", "5102", "W-000043", 4243), CPB_OK);
-    json_t *puts = requests(&srv, "PUT", "/wp-json/wc/v3/orders/5102");
+    json_t *puts = requests(&srv, "POST", "/wp-json/wc/v3/orders/batch");
     CU_ASSERT_EQUAL(json_array_size(puts), 2);
     CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_array_get(puts, 0), "status")), 503);
     CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_array_get(puts, 1), "status")), 200);
@@ -343,11 +465,47 @@ static void test_crash_between_put_and_note(void)
     CU_ASSERT_STRING_EQUAL(status, "completed");
     CU_ASSERT_EQUAL(notes_with(&srv, 5101, NOTE_5101, NULL), 0);
 
-    CU_ASSERT_EQUAL(sync_order(&st, "woo", "5101", "W-000042", 4242), CPB_OK);
-    CU_ASSERT_EQUAL(count_requests(&srv, "PUT", "/wp-json/wc/v3/orders/5101"), 1);
+    CU_ASSERT_EQUAL(sync_order_at(&st, "woo", "5101", "W-000042", 4242, 2), CPB_OK);
+    CU_ASSERT_EQUAL(batch_items(&srv, 5101), 1);
+    CU_ASSERT_EQUAL(count_requests(&srv, "PUT", NULL), 0);
     CU_ASSERT_EQUAL(count_requests(&srv, "POST", "/wp-json/wc/v3/orders/5101/notes"), 2);
     CU_ASSERT_EQUAL(notes_with(&srv, 5101, NOTE_5101, NULL), 1);
     stage_close(&st);
+}
+
+/* A note POST the store refused unseen (503) is tried again in the call;
+ * one whose answer was lost after the store made the note (the
+ * connection cut mid-answer) is not, and the next attempt finds the note
+ * instead of adding a second. */
+static void note_retried_only_when_unsent(struct cpbserver *store, const char *opts)
+{
+    struct stage st;
+    reset(store);
+    CU_ASSERT_EQUAL_FATAL(stage_open(&st, store, opts), 0);
+    fault(store, "{\"path_regex\": \"/orders/5101/notes$\", \"method\": \"POST\", \"kind\":"
+                 " \"status\", \"status\": 503, \"retry_after\": \"0\"}");
+    CU_ASSERT_EQUAL(sync_order(&st, "woo", "5101", "W-000042", 4242), CPB_OK);
+    CU_ASSERT_EQUAL(count_requests(store, "POST", "/wp-json/wc/v3/orders/5101/notes"), 2);
+    CU_ASSERT_EQUAL(notes_with(store, 5101, NOTE_5101, NULL), 1);
+
+    fault(store, "{\"path_regex\": \"/orders/5102/notes$\", \"method\": \"POST\", \"kind\":"
+                 " \"short_read\"}");
+    CU_ASSERT_EQUAL(sync_order(&st, "woo", "5102", "W-000043", 4243), CPB_RETRY);
+    CU_ASSERT_EQUAL(count_requests(store, "POST", "/wp-json/wc/v3/orders/5102/notes"), 1);
+    CU_ASSERT_EQUAL(notes_with(store, 5102, "ticket W-000043", NULL), 1);
+    CU_ASSERT_EQUAL(sync_order_at(&st, "woo", "5102", "W-000043", 4243, 2), CPB_OK);
+    CU_ASSERT_EQUAL(count_requests(store, "POST", "/wp-json/wc/v3/orders/5102/notes"), 1);
+    CU_ASSERT_EQUAL(count_requests(store, "GET", "/wp-json/wc/v3/orders/5102/notes"), 1);
+    CU_ASSERT_EQUAL(notes_with(store, 5102, "ticket W-000043", NULL), 1);
+    stage_close(&st);
+}
+
+/* Both ways of retrying: OAuth (the stage re-signs each try) and Basic (the
+ * host retries). */
+static void test_note_retried_only_when_unsent(void)
+{
+    note_retried_only_when_unsent(&srv, "max_tries = 3;");
+    note_retried_only_when_unsent(&https, "max_tries = 3; auth = \"basic\";");
 }
 
 static void test_dry_run(void)
@@ -408,9 +566,11 @@ static void test_store_errors(void)
     /* an order already completed keeps its status and gets the note */
     CU_ASSERT_EQUAL(sync_order(&st, "woo", "5103", "W-3", 3), CPB_OK);
     CU_ASSERT_EQUAL(count_requests(&srv, "PUT", "/wp-json/wc/v3/orders/5103"), 0);
+    CU_ASSERT_EQUAL(batch_items(&srv, 5103), 0);
     CU_ASSERT_EQUAL(notes_with(&srv, 5103, "ticket W-3 ", NULL), 1);
     /* 5xx after the tries: RETRY */
-    fault(&srv, "{\"path_regex\": \"/orders/5104$\", \"kind\": \"status\", \"status\": 502}");
+    fault(&srv, "{\"path_regex\": \"/orders$\", \"method\": \"GET\", \"kind\": \"status\","
+                " \"status\": 502}");
     CU_ASSERT_EQUAL(sync_order(&st, "woo", "5104", "W-4", 4), CPB_RETRY);
     CU_ASSERT_STRING_EQUAL(st.code, "sync.unavailable");
     /* not a WooCommerce id */
@@ -474,8 +634,9 @@ static void test_options(void)
     /* note = false: status only */
     CU_ASSERT_EQUAL_FATAL(stage_open(&st, &srv, "note = false;"), 0);
     CU_ASSERT_EQUAL(sync_order(&st, "woo", "5101", "W-000042", 4242), CPB_OK);
-    CU_ASSERT_EQUAL(count_requests(&srv, "PUT", "/wp-json/wc/v3/orders/5101"), 1);
+    CU_ASSERT_EQUAL(batch_items(&srv, 5101), 1);
     CU_ASSERT_EQUAL(count_requests(&srv, "GET", "/wp-json/wc/v3/orders/5101/notes"), 0);
+    CU_ASSERT_EQUAL(count_requests(&srv, "POST", "/wp-json/wc/v3/orders/5101/notes"), 0);
     CU_ASSERT_EQUAL(notes_with(&srv, 5101, "Counterpoint", NULL), 0);
     stage_close(&st);
     /* source: another store's orders are skipped, untouched */
@@ -484,7 +645,7 @@ static void test_options(void)
     CU_ASSERT_EQUAL(sync_order(&st, "woo", "5102", "W-000043", 4243), CPB_SKIP);
     CU_ASSERT_EQUAL(count_requests(&srv, "GET", NULL), 0);
     CU_ASSERT_EQUAL(sync_order(&st, "shop-eu", "5102", "W-000043", 4243), CPB_OK);
-    CU_ASSERT_EQUAL(count_requests(&srv, "PUT", "/wp-json/wc/v3/orders/5102"), 1);
+    CU_ASSERT_EQUAL(batch_items(&srv, 5102), 1);
     stage_close(&st);
 }
 
@@ -498,11 +659,160 @@ static void test_basic_over_https(void)
     store_status(&https, 5101, status, sizeof status);
     CU_ASSERT_STRING_EQUAL(status, "completed");
     CU_ASSERT_EQUAL(notes_with(&https, 5101, NOTE_5101, NULL), 1);
-    json_t *puts = requests(&https, "PUT", "/wp-json/wc/v3/orders/5101");
+    json_t *puts = requests(&https, "POST", "/wp-json/wc/v3/orders/batch");
     const char *a = json_string_value(
         json_object_get(json_object_get(json_array_get(puts, 0), "headers"), "Authorization"));
     CU_ASSERT(a != NULL && strncmp(a, "Basic ", 6) == 0);
     json_decref(puts);
+    stage_close(&st);
+}
+
+/* ---- many orders at once: process_batch ------------------------------------------- */
+
+/* 120 orders: two status reads and two batches (100 + 20), one note each,
+ * never more than `connections` requests in flight. */
+static void test_batch_many(void)
+{
+    enum { N = 120, FIRST = 7001 };
+    struct stage st;
+    enum cpb_status out[N];
+    char code[N][64];
+    reset(&srv);
+    add_orders(&srv, FIRST, N);
+    ctl_do(&srv, "DELETE", "/_stats", NULL);
+    ctl_do(&srv, "POST", "/_latency", "{\"latency_ms\": 20}");
+    CU_ASSERT_EQUAL_FATAL(stage_open(&st, &srv, "connections = 3;"), 0);
+    sync_batch(&st, FIRST, N, 1, out, code);
+    ctl_do(&srv, "POST", "/_latency", "{\"latency_ms\": 0}");
+    size_t ok = 0;
+    for (size_t i = 0; i < N; i++) {
+        ok += out[i] == CPB_OK;
+    }
+    CU_ASSERT_EQUAL(ok, N);
+    CU_ASSERT_EQUAL(count_requests(&srv, "GET", "/wp-json/wc/v3/orders"), 2);
+    CU_ASSERT_EQUAL(count_requests(&srv, "POST", "/wp-json/wc/v3/orders/batch"), 2);
+    CU_ASSERT_EQUAL(batch_items(&srv, 0), N);
+    CU_ASSERT_EQUAL(count_requests(&srv, "PUT", NULL), 0);
+    CU_ASSERT_EQUAL(count_requests(&srv, "GET", NULL), 2); /* no note is read on attempt 1 */
+    CU_ASSERT_EQUAL(store_stat(&srv, "requests"), N + 4);
+    CU_ASSERT_EQUAL(store_stat(&srv, "status_changes"), N);
+    CU_ASSERT_EQUAL(store_stat(&srv, "notes_added"), N);
+    CU_ASSERT(store_stat(&srv, "max_in_flight") <= 3);
+    CU_ASSERT(store_stat(&srv, "max_in_flight") >= 2); /* the notes did go in parallel */
+    for (int id = FIRST; id < FIRST + N; id += 17) {
+        char status[64];
+        char tkt[32];
+        store_status(&srv, id, status, sizeof status);
+        CU_ASSERT_STRING_EQUAL(status, "completed");
+        snprintf(tkt, sizeof tkt, "ticket T-%d ", id);
+        CU_ASSERT_EQUAL(notes_with(&srv, id, tkt, NULL), 1);
+    }
+
+    /* All again as a later attempt: read, find everything done, write nothing. */
+    ctl_do(&srv, "DELETE", "/_stats", NULL);
+    sync_batch(&st, FIRST, N, 2, out, code);
+    ok = 0;
+    for (size_t i = 0; i < N; i++) {
+        ok += out[i] == CPB_OK;
+    }
+    CU_ASSERT_EQUAL(ok, N);
+    CU_ASSERT_EQUAL(store_stat(&srv, "status_changes"), 0);
+    CU_ASSERT_EQUAL(store_stat(&srv, "notes_added"), 0);
+    CU_ASSERT_EQUAL(store_stat(&srv, "requests"),
+                    N + 2); /* two status reads, one notes read each */
+    stage_close(&st);
+}
+
+/* The batch answers 200 with per-item errors: a retryable one (500) is
+ * tried alone with the single PUT, a permanent one (400) fails that order
+ * only, an item the store "accepted" but did not change fails as
+ * not_applied; the others are done. Each outcome has its own reason. */
+static void test_batch_item_errors(void)
+{
+    enum { N = 6, FIRST = 7201 };
+    struct stage st;
+    enum cpb_status out[N];
+    char code[N][64];
+    char status[64];
+    reset(&srv);
+    add_orders(&srv, FIRST, N);
+    fault(&srv, "{\"kind\": \"batch_item\", \"order_id\": 7202, \"status\": 500}");
+    fault(&srv, "{\"kind\": \"batch_item\", \"order_id\": 7203, \"status\": 400, \"code\":"
+                " \"woocommerce_rest_invalid_order\", \"message\": \"Nope.\"}");
+    fault(&srv, "{\"kind\": \"unchanged\", \"order_id\": 7204}");
+    CU_ASSERT_EQUAL_FATAL(stage_open(&st, &srv, NULL), 0);
+    sync_batch(&st, FIRST, N, 1, out, code);
+    CU_ASSERT_EQUAL(out[0], CPB_OK);
+    CU_ASSERT_EQUAL(out[1], CPB_OK); /* 7202: the single PUT did it */
+    CU_ASSERT_EQUAL(count_requests(&srv, "PUT", "/wp-json/wc/v3/orders/7202"), 1);
+    CU_ASSERT_EQUAL(count_requests(&srv, "PUT", NULL), 1);
+    CU_ASSERT_EQUAL(out[2], CPB_FAIL);
+    CU_ASSERT_STRING_EQUAL(code[2], "sync.rejected");
+    CU_ASSERT_EQUAL(out[3], CPB_FAIL);
+    CU_ASSERT_STRING_EQUAL(code[3], "sync.not_applied");
+    CU_ASSERT_EQUAL(out[4], CPB_OK);
+    CU_ASSERT_EQUAL(out[5], CPB_OK);
+    CU_ASSERT_STRING_EQUAL(code[0], "");
+    store_status(&srv, 7203, status, sizeof status);
+    CU_ASSERT_STRING_EQUAL(status, "processing");
+    CU_ASSERT_EQUAL(notes_with(&srv, 7203, "Counterpoint", NULL), 0); /* no note without status */
+    store_status(&srv, 7202, status, sizeof status);
+    CU_ASSERT_STRING_EQUAL(status, "completed");
+    CU_ASSERT_EQUAL(notes_with(&srv, 7202, "ticket T-7202 ", NULL), 1);
+    CU_ASSERT_EQUAL(notes_with(&srv, 7205, "ticket T-7205 ", NULL), 1);
+    stage_close(&st);
+}
+
+/* A 429 with Retry-After on one note holds back the notes not yet sent
+ * and halves the connections: every note still arrives exactly once. */
+static void test_429_slows_the_store(void)
+{
+    enum { N = 24, FIRST = 7301 };
+    struct stage st;
+    enum cpb_status out[N];
+    char code[N][64];
+    reset(&srv);
+    add_orders(&srv, FIRST, N);
+    fault(&srv, "{\"path_regex\": \"/orders/7303/notes$\", \"method\": \"POST\", \"kind\":"
+                " \"status\", \"status\": 429, \"retry_after\": \"1\"}");
+    CU_ASSERT_EQUAL_FATAL(stage_open(&st, &srv, "max_tries = 3; connections = 4;"), 0);
+    struct timespec t0;
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    sync_batch(&st, FIRST, N, 1, out, code);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    size_t ok = 0;
+    for (size_t i = 0; i < N; i++) {
+        ok += out[i] == CPB_OK;
+    }
+    CU_ASSERT_EQUAL(ok, N);
+    CU_ASSERT_EQUAL(count_requests(&srv, "POST", "/wp-json/wc/v3/orders/7303/notes"), 2);
+    for (int id = FIRST; id < FIRST + N; id++) {
+        char tkt[32];
+        snprintf(tkt, sizeof tkt, "ticket T-%d ", id);
+        CU_ASSERT_EQUAL(notes_with(&srv, id, tkt, NULL), 1);
+    }
+    /* The notes after the 429 waited for its Retry-After: the last one
+     * was sent at least a second after the 429 was answered. */
+    json_t *posts = requests(&srv, "POST", NULL);
+    const char *t429 = NULL;
+    const char *last = NULL;
+    size_t i;
+    json_t *r;
+    json_array_foreach(posts, i, r)
+    {
+        const char *t = json_string_value(json_object_get(r, "time"));
+        if (json_integer_value(json_object_get(r, "status")) == 429) {
+            t429 = t;
+        }
+        last = t;
+    }
+    CU_ASSERT_PTR_NOT_NULL_FATAL(t429);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(last);
+    CU_ASSERT(strcmp(last, t429) > 0);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    CU_ASSERT(secs >= 1.0);
+    json_decref(posts);
     stage_close(&st);
 }
 
@@ -581,8 +891,10 @@ static void test_runner_after_commit(void)
     CU_ASSERT_EQUAL(res.counts.after_done, 1);
     run_pipeline(path, &res);
     CU_ASSERT_EQUAL(res.counts.after_done, 0);
-    CU_ASSERT_EQUAL(count_requests(&srv, "PUT", "/wp-json/wc/v3/orders/5101"), 1);
-    CU_ASSERT_EQUAL(count_requests(&srv, "PUT", NULL), 14);
+    CU_ASSERT_EQUAL(batch_items(&srv, 5101), 1);
+    CU_ASSERT_EQUAL(batch_items(&srv, 0), 14);
+    CU_ASSERT_EQUAL(count_requests(&srv, "POST", "/wp-json/wc/v3/orders/batch"), 1);
+    CU_ASSERT_EQUAL(count_requests(&srv, "PUT", NULL), 0);
     CU_ASSERT_EQUAL(notes_with(&srv, 5101, "Imported into Counterpoint as ticket T", NULL), 1);
     CU_ASSERT_EQUAL(notes_with(&srv, 5126, "Imported into Counterpoint as ticket T", NULL), 1);
     char status[64];
@@ -594,13 +906,17 @@ static void test_runner_after_commit(void)
 static const struct cpbtest_case cases[] = {
     {"status and note written once", test_status_and_note_once},
     {"PUT retried on 503", test_put_retried_on_503},
-    {"crash between PUT and note", test_crash_between_put_and_note},
+    {"crash between status and note", test_crash_between_put_and_note},
+    {"a note is tried again only when unsent", test_note_retried_only_when_unsent},
     {"dry run sends nothing", test_dry_run},
     {"status checked at init", test_status_checked_at_init},
     {"store errors", test_store_errors},
     {"key without Write permission", test_key_without_write},
     {"note and source options", test_options},
     {"Basic over https-mode", test_basic_over_https},
+    {"process_batch: 120 orders, two batches, bounded notes", test_batch_many},
+    {"process_batch: per-item errors", test_batch_item_errors},
+    {"process_batch: a 429 slows every note", test_429_slows_the_store},
     {"after-commit resumes through the runner", test_runner_after_commit},
     {NULL, NULL},
 };

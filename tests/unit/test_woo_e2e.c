@@ -437,7 +437,9 @@ static void test_end_to_end(void)
     CU_ASSERT_EQUAL(res.counts.staged, 1);
     CU_ASSERT_EQUAL(res.counts.applied, 1);
     CU_ASSERT_EQUAL(res.counts.after_done, 1);
-    CU_ASSERT_EQUAL(count_requests("PUT"), 1);
+    /* One status change (POST /orders/batch) and one note (POST .../notes). */
+    CU_ASSERT_EQUAL(count_requests("PUT"), 0);
+    CU_ASSERT_EQUAL(count_requests("POST"), 2);
     CU_ASSERT_EQUAL(q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL) - docs_before, applied + 1);
     o = store_order("5999");
     CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(o, "status")), "completed");

@@ -40,7 +40,7 @@ extern "C" {
 /** The ABI major version: the host refuses a stage built for another major. */
 #define CPB_ABI_MAJOR 1
 /** The ABI minor version: the host accepts a stage whose minor is <= its own. */
-#define CPB_ABI_MINOR 0
+#define CPB_ABI_MINOR 1
 
 /** Marks the one exported symbol of a stage (build with -fvisibility=hidden). */
 #if defined(__GNUC__)
@@ -160,7 +160,11 @@ struct cpb_record {
     int64_t id;              /**< staging id; 0 when the record is no order */
     const char *source;      /**< the source instance that emitted the order */
     const char *external_id; /**< the store's order id, as text */
-    unsigned attempt;        /**< 1 on the first attempt of this step */
+    unsigned attempt;        /**< 1 on the first attempt of this step; for
+                                  CPB_AFTER_COMMIT, 1 only right after the
+                                  order was applied in this run, so a step
+                                  whose write is not idempotent checks the
+                                  world first when attempt > 1 */
     const char *event;       /**< CPB_NOTIFY: the event name; else NULL */
     json_t *payload;         /**< borrowed; see above */
     json_t *order;           /**< borrowed; normalized order, or NULL */
@@ -185,6 +189,13 @@ struct cpb_http_request {
     bool tls_no_verify;           /**< turn TLS verification off (logged as a
                                        warning on every use); default false */
     const char *ca_file;          /**< CA bundle for TLS, or NULL for the system's */
+    /* ---- added in ABI 1.1 (the host reads only the fields `size` covers) ---- */
+    bool retry_unsent_only;       /**< with max_tries > 1, retry only when the
+                                       server certainly did not act on the
+                                       request (it answered 429 or 503, or no
+                                       connection was made): for a request that
+                                       must not be repeated, such as a POST
+                                       that creates something */
 };
 
 /**
@@ -324,6 +335,34 @@ struct cpb_host {
     const char *(*stage_id)(struct cpb_ctx *ctx);
     /** The pipeline's name (borrowed). */
     const char *(*pipeline_name)(struct cpb_ctx *ctx);
+
+    /* ---- added in ABI 1.1: check with CPB_HOST_HAS before use ---- */
+
+    /**
+     * Perform the n requests reqs[i] (borrowed) concurrently over at most
+     * `max_parallel` connections at once (0: 4; at most 16), reusing
+     * connections (keep-alive) across calls. Each request is retried as
+     * `http` retries it (req->max_tries, req->retry_unsent_only). A 429 or
+     * 503 on any of them holds back every request of the set not yet
+     * started for its Retry-After (or a short backoff) and halves the
+     * number in flight, remembered for this stage's next calls and won back
+     * one per call without one; a Retry-After longer than a run waits
+     * leaves the requests not yet sent unsent (CPB_RETRY, "not sent ...",
+     * retry_after_ms set). Fills resps[i] (release each with http_free, in
+     * every case) and st[i] (classified as `http` does) for every i.
+     * Returns CPB_OK when every request was tried or answered (see st[]),
+     * CPB_FAIL when none could be (bad arguments, out of memory; the
+     * reason is set).
+     */
+    enum cpb_status (*http_many)(struct cpb_ctx *ctx, const struct cpb_http_request *const *reqs,
+                                 struct cpb_http_response *resps, enum cpb_status *st, size_t n,
+                                 unsigned max_parallel);
+    /**
+     * In process_batch: set the reason for item `i` of the batch (the
+     * status the stage puts in out[i]), as `reason` does for one record.
+     */
+    void (*reason_at)(struct cpb_ctx *ctx, size_t i, const char *code, const char *fmt, ...)
+        CPB_PRINTF(4, 5);
 };
 
 /** True when `host` provides `member` (for members added after minor 0). */
@@ -358,6 +397,20 @@ struct cpb_stage {
     enum cpb_status (*process)(void *state, struct cpb_record *rec);
     /** Release the state; must accept NULL and a half-built state. */
     void (*fini)(void *state);
+
+    /* ---- added in ABI 1.1 (a 1.0 stage is loaded without it) ---- */
+
+    /**
+     * Optional, CPB_AFTER_COMMIT only: handle several applied orders at once
+     * (recs[0..n-1], borrowed for the call), so a stage can batch its work
+     * (one request for many orders). Store each record's outcome in out[i]
+     * and, for one that is not CPB_OK or CPB_SKIP, its reason with
+     * host->reason_at(ctx, i, ...). The engine still records each order's
+     * outcome separately (retry, give up, done). When NULL, process is
+     * called once per record.
+     */
+    void (*process_batch)(void *state, struct cpb_record *const *recs, size_t n,
+                          enum cpb_status *out);
 };
 
 /** Fills a descriptor's version fields; use as the first initializers. */
