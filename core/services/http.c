@@ -1078,6 +1078,7 @@ enum cpb_status http_perform_many(struct http_client *c, const struct cpb_http_r
         }
         CURLMsg *m;
         int queued = 0;
+        bool freed = false; /* a slot came free: start the next request first */
         while ((m = curl_multi_info_read(c->multi, &queued)) != NULL) {
             struct xfer *x = NULL;
             if (m->msg != CURLMSG_DONE) {
@@ -1095,6 +1096,7 @@ enum cpb_status http_perform_many(struct http_client *c, const struct cpb_http_r
             enum cpb_status s = xfer_finish(x, rc, &it->r, it->url, &resps[i]);
             xfer_release(x);
             slot->busy = false;
+            freed = true;
             running--;
             st[i] = s;
             it->state = ITEM_DONE;
@@ -1134,7 +1136,7 @@ enum cpb_status http_perform_many(struct http_client *c, const struct cpb_http_r
             it->not_before = mono_ms() + wait;
             it->state = ITEM_WAITING;
         }
-        if (running > 0) {
+        if (running > 0 && !freed) {
             int64_t t = mono_ms();
             long timeout = 100;
             if (next_due > t && next_due - t < timeout) {

@@ -544,7 +544,7 @@ def check_invariants(db, manifest, inv0, checks, after_stage=None, location="MAI
 # The stand-in answers with http.server, which writes the headers and the
 # body of an answer in two segments; with Nagle's algorithm on, the second
 # waits for the client's delayed ACK (40 ms), so every request takes ~44 ms
-# and sync-status (four requests an order) manages six orders a second.
+# and sync-status 1.0 (four requests an order) managed six orders a second.
 # Real web servers turn Nagle off; this launcher does the same for the
 # stand-in (TCP_NODELAY on every accepted connection) and runs it unchanged.
 NODELAY_LAUNCHER = """
