@@ -978,13 +978,17 @@ enum cpb_status http_perform_many(struct http_client *c, const struct cpb_http_r
     long give_up_after = -1; /* >= 0: the server asked for longer than a run waits */
 
     memset(slots, 0, sizeof slots);
+    for (size_t i = 0; resps != NULL && st != NULL && i < n; i++) {
+        memset(&resps[i], 0, sizeof resps[i]);
+        resps[i].retry_after_ms = -1;
+        st[i] = CPB_FAIL;
+        set_error(&resps[i], "HTTP requests without a client or a request list");
+    }
     if (c == NULL || (n > 0 && (reqs == NULL || resps == NULL || st == NULL))) {
         return CPB_FAIL;
     }
     for (size_t i = 0; i < n; i++) {
-        memset(&resps[i], 0, sizeof resps[i]);
-        resps[i].retry_after_ms = -1;
-        st[i] = CPB_FAIL;
+        resps[i].error[0] = '\0';
     }
     if (n == 0) {
         return CPB_OK;

@@ -906,6 +906,9 @@ static void test_many_in_order_bounded_kept(void)
     /* Nothing to do is fine; no client is not. */
     CU_ASSERT_EQUAL(http_perform_many(cli, NULL, NULL, NULL, 0, 0), CPB_OK);
     CU_ASSERT_EQUAL(http_perform_many(NULL, NULL, resps, st, 1, 0), CPB_FAIL);
+    CU_ASSERT_EQUAL(st[0], CPB_FAIL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(resps[0].error, "without a client"));
+    http_response_free(&resps[0]);
 }
 
 /* A 429 with Retry-After holds back every request not yet started, and
