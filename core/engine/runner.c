@@ -1195,7 +1195,6 @@ static void dry_run_orders(struct runner *r)
     for (unsigned i = 0; i < n; i++) {
         process_order(r, ids[i]);
     }
-    after_flush(r); /* nothing is queued in a dry run; kept for symmetry */
 }
 
 static void run_orders(struct runner *r)

@@ -373,7 +373,7 @@ enum cpb_status woo_request_many(struct woo_client *c, const char *method,
     struct cpb_http_request *reqs = calloc(n > 0 ? n : 1, sizeof *reqs);
     const struct cpb_http_request **ptrs = calloc(n > 0 ? n : 1, sizeof *ptrs);
     char **urls = calloc(n > 0 ? n : 1, sizeof *urls);
-    size_t *todo = calloc(n > 0 ? n : 1, sizeof *todo);
+    size_t *pending = calloc(n > 0 ? n : 1, sizeof *pending);
     struct cpb_http_response *r = calloc(n > 0 ? n : 1, sizeof *r);
     enum cpb_status *rst = calloc(n > 0 ? n : 1, sizeof *rst);
     enum cpb_status ret = CPB_FAIL;
@@ -384,11 +384,12 @@ enum cpb_status woo_request_many(struct woo_client *c, const char *method,
         memset(&resps[i], 0, sizeof resps[i]);
         resps[i].retry_after_ms = -1;
         st[i] = CPB_RETRY;
-        if (todo != NULL) {
-            todo[i] = i;
+        if (pending != NULL) {
+            pending[i] = i;
         }
     }
-    if (reqs == NULL || ptrs == NULL || urls == NULL || todo == NULL || r == NULL || rst == NULL) {
+    if (reqs == NULL || ptrs == NULL || urls == NULL || pending == NULL || r == NULL ||
+        rst == NULL) {
         goto out;
     }
     /* With OAuth each round re-signs what is left to retry (fresh nonces);
@@ -396,7 +397,7 @@ enum cpb_status woo_request_many(struct woo_client *c, const char *method,
     for (unsigned attempt = 1; k > 0; attempt++) {
         char base[WOO_URL_MAX + 300];
         for (size_t j = 0; j < k; j++) {
-            size_t i = todo[j];
+            size_t i = pending[j];
             const char *body = json_bodies != NULL ? json_bodies[i] : NULL;
             if (base_url(c, routes[i], base, sizeof base) != 0 ||
                 prepare(c, method, base, NULL, 0, body, tries, &reqs[j], &urls[j]) != 0) {
@@ -411,7 +412,7 @@ enum cpb_status woo_request_many(struct woo_client *c, const char *method,
         size_t left = 0;
         long wait = 0;
         for (size_t j = 0; j < k; j++) {
-            size_t i = todo[j];
+            size_t i = pending[j];
             free(urls[j]);
             urls[j] = NULL;
             c->host->http_free(&resps[i]);
@@ -423,7 +424,7 @@ enum cpb_status woo_request_many(struct woo_client *c, const char *method,
                 long w = oauth_wait(&r[j], attempt);
                 if (w >= 0) {
                     wait = w > wait ? w : wait;
-                    todo[left++] = i;
+                    pending[left++] = i;
                 }
             }
         }
@@ -440,7 +441,7 @@ out:
     free(reqs);
     free(ptrs);
     free(urls);
-    free(todo);
+    free(pending);
     free(r);
     free(rst);
     return ret;

@@ -518,15 +518,14 @@ out:
     json_decref(doc);
 }
 
-/* `method` on each order's notes route at once (host->http_many when the
- * host has it, else one after another); `bodies` may be NULL. A POST is
- * tried again only when the store certainly did not act on it. */
+/* `method` on each order's notes route at once (host->http_many);
+ * `bodies` may be NULL. A POST is tried again only when the store
+ * certainly did not act on it. */
 static void notes_many(struct sync_status *s, const char *method, struct item **v, size_t k,
                        const char *const *bodies, struct cpb_http_response *resps,
                        enum cpb_status *st)
 {
     bool unsent_only = strcmp(method, "GET") != 0;
-    unsigned tries = s->client.max_tries;
     char(*routes)[64] = calloc(k, sizeof *routes);
     const char **rp = calloc(k, sizeof *rp);
     if (routes == NULL || rp == NULL) {
@@ -541,18 +540,14 @@ static void notes_many(struct sync_status *s, const char *method, struct item **
         snprintf(routes[j], sizeof routes[j], "/orders/%s/notes", v[j]->id);
         rp[j] = routes[j];
     }
-    if (CPB_HOST_HAS(s->host, http_many)) {
-        if (woo_request_many(&s->client, method, rp, bodies, k, tries, unsent_only,
-                             (unsigned)s->o->connections, resps, st) == CPB_OK) {
-            goto out;
-        }
+    /* The stage is built for ABI 1.1, which the host has (it refuses a
+     * stage newer than itself): http_many is there. */
+    if (woo_request_many(&s->client, method, rp, bodies, k, s->client.max_tries, unsent_only,
+                         (unsigned)s->o->connections, resps, st) != CPB_OK) {
         for (size_t j = 0; j < k; j++) {
-            s->host->http_free(&resps[j]);
+            snprintf(resps[j].error, sizeof resps[j].error, "out of memory");
+            st[j] = CPB_RETRY;
         }
-    }
-    for (size_t j = 0; j < k; j++) {
-        st[j] = woo_request(&s->client, method, rp[j], NULL, 0, bodies != NULL ? bodies[j] : NULL,
-                            unsent_only ? 1 : tries, &resps[j]);
     }
 out:
     free(routes);
@@ -748,11 +743,11 @@ static void sync_items(struct sync_status *s, struct item *items, size_t n)
                 v[k++] = &items[at];
             }
         }
-        size_t todo = read_statuses(s, v, k);
-        if (todo > 0 && s->batch) {
-            batch_update(s, v, todo);
+        size_t to_set = read_statuses(s, v, k);
+        if (to_set > 0 && s->batch) {
+            batch_update(s, v, to_set);
         }
-        for (size_t j = 0; j < todo && !s->batch; j++) {
+        for (size_t j = 0; j < to_set && !s->batch; j++) {
             put_status(s, v[j]);
         }
     }

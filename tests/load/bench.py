@@ -81,6 +81,50 @@ def sh(cmd, **kw):
     return res.stdout
 
 
+def machine_info(build, packages):
+    """The machine and the build, for the figures' heading: CPU, cores, RAM,
+    Debian and kernel, the versions of the Debian `packages`, the build's
+    type and sanitizers (warned about when they slow the figures) and the
+    source revision. Shared with bench_store.py."""
+    info = {"nproc": os.cpu_count(), "kernel": platform.release()}
+    with open("/proc/cpuinfo", encoding="utf-8") as fh:
+        for line in fh:
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo", encoding="utf-8") as fh:
+        kb = int(fh.readline().split()[1])
+        info["ram_gib"] = round(kb / 1024 / 1024, 1)
+    try:
+        with open("/etc/debian_version", encoding="utf-8") as fh:
+            info["debian"] = fh.read().strip()
+    except OSError:
+        info["debian"] = "?"
+    try:
+        pkgs = sh(["dpkg-query", "-W", "-f", "${Package} ${Version}\\n"] + list(packages))
+        info["packages"] = dict(line.split(" ", 1) for line in pkgs.splitlines() if line)
+    except (RuntimeError, OSError):
+        info["packages"] = {}
+    cache = os.path.join(build, "CMakeCache.txt")
+    info["build_type"] = "?"
+    info["sanitize"] = "?"
+    if os.path.exists(cache):
+        with open(cache, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("CMAKE_BUILD_TYPE:"):
+                    info["build_type"] = line.split("=", 1)[1].strip()
+                if line.startswith("CPB_SANITIZE:"):
+                    info["sanitize"] = line.split("=", 1)[1].strip()
+    if info["build_type"] == "Debug" or info["sanitize"] == "ON":
+        log("warning: %s is a %s build (sanitizers %s): figures will be slow" %
+            (build, info["build_type"], info["sanitize"]))
+    try:
+        info["source"] = sh(["git", "-C", ROOT, "describe", "--always", "--dirty"]).strip()
+    except (RuntimeError, OSError):
+        info["source"] = "?"
+    return info
+
+
 # ---------------------------------------------------------------------------
 # Statistics
 
@@ -427,41 +471,9 @@ stages = (
     # -- the machine -----------------------------------------------------------
 
     def machine(self):
-        info = {"nproc": os.cpu_count(), "kernel": platform.release()}
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    info["cpu"] = line.split(":", 1)[1].strip()
-                    break
-        with open("/proc/meminfo", encoding="utf-8") as fh:
-            kb = int(fh.readline().split()[1])
-            info["ram_gib"] = round(kb / 1024 / 1024, 1)
-        try:
-            with open("/etc/debian_version", encoding="utf-8") as fh:
-                info["debian"] = fh.read().strip()
-        except OSError:
-            info["debian"] = "?"
-        pkgs = sh(["dpkg-query", "-W", "-f", "${Package} ${Version}\\n", "libsqlite3-0",
-                   "libsqliteodbc", "odbc-postgresql", "libodbc2", "postgresql-15"])
-        info["packages"] = dict(line.split(" ", 1) for line in pkgs.splitlines() if line)
+        info = machine_info(self.build, ["libsqlite3-0", "libsqliteodbc", "odbc-postgresql",
+                                         "libodbc2", "postgresql-15"])
         info["sqlite_runtime"] = sqlite3.sqlite_version
-        cache = os.path.join(self.build, "CMakeCache.txt")
-        info["build_type"] = "?"
-        info["sanitize"] = "?"
-        if os.path.exists(cache):
-            with open(cache, encoding="utf-8", errors="replace") as fh:
-                for line in fh:
-                    if line.startswith("CMAKE_BUILD_TYPE:"):
-                        info["build_type"] = line.split("=", 1)[1].strip()
-                    if line.startswith("CPB_SANITIZE:"):
-                        info["sanitize"] = line.split("=", 1)[1].strip()
-        if info["build_type"] == "Debug" or info["sanitize"] == "ON":
-            log("warning: %s is a %s build (sanitizers %s): figures will be slow" %
-                (self.build, info["build_type"], info["sanitize"]))
-        try:
-            info["source"] = sh(["git", "-C", ROOT, "describe", "--always", "--dirty"]).strip()
-        except (RuntimeError, OSError):
-            info["source"] = "?"
         self.results["machine"] = info
         return info
 

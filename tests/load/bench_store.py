@@ -75,6 +75,11 @@ import urllib.parse
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import bench as B  # noqa: E402  (the database benchmark: shared helpers)
+
+sh = B.sh
+summary = B.summary
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 PY = "/usr/bin/python3"
 GEN = os.path.join(HERE, "gen_orders.py")
@@ -100,15 +105,6 @@ def die(msg):
     sys.exit(1)
 
 
-def sh(cmd, **kw):
-    """Run a command (a list); its stdout as text. Raises on failure."""
-    res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
-    if res.returncode != 0:
-        raise RuntimeError("%s exited %d: %s" % (" ".join(cmd[:3]), res.returncode,
-                                                 res.stderr.strip()[-800:]))
-    return res.stdout
-
-
 def int_list(text):
     try:
         values = [int(v) for v in text.split(",") if v.strip() != ""]
@@ -121,14 +117,6 @@ def int_list(text):
 
 # ---------------------------------------------------------------------------
 # Statistics
-
-
-def summary(values):
-    """Median, min, max and relative spread of a list of numbers."""
-    med = statistics.median(values)
-    lo, hi = min(values), max(values)
-    spread = (hi - lo) / med * 100 if med else 0.0
-    return {"median": med, "min": lo, "max": hi, "spread_pct": spread, "n": len(values)}
 
 
 def fmt(s, digits=0):
@@ -483,42 +471,8 @@ stages = (
     # -- the machine -----------------------------------------------------------
 
     def machine(self):
-        info = {"nproc": os.cpu_count(), "kernel": platform.release(),
-                "host": socket.gethostname()}
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    info["cpu"] = line.split(":", 1)[1].strip()
-                    break
-        with open("/proc/meminfo", encoding="utf-8") as fh:
-            info["ram_gib"] = round(int(fh.readline().split()[1]) / 1024 / 1024, 1)
-        try:
-            with open("/etc/debian_version", encoding="utf-8") as fh:
-                info["debian"] = fh.read().strip()
-        except OSError:
-            info["debian"] = "?"
-        try:
-            pkgs = sh(["dpkg-query", "-W", "-f", "${Package} ${Version}\\n", "libsqlite3-0",
-                       "libsqliteodbc", "libcurl4"])
-            info["packages"] = dict(line.split(" ", 1) for line in pkgs.splitlines() if line)
-        except (RuntimeError, OSError):
-            info["packages"] = {}
-        info["build_type"] = info["sanitize"] = "?"
-        cache = os.path.join(self.build, "CMakeCache.txt")
-        if os.path.exists(cache):
-            with open(cache, encoding="utf-8", errors="replace") as fh:
-                for line in fh:
-                    if line.startswith("CMAKE_BUILD_TYPE:"):
-                        info["build_type"] = line.split("=", 1)[1].strip()
-                    if line.startswith("CPB_SANITIZE:"):
-                        info["sanitize"] = line.split("=", 1)[1].strip()
-        if info["build_type"] == "Debug" or info["sanitize"] == "ON":
-            log("warning: %s is a %s build (sanitizers %s): figures will be slow"
-                % (self.build, info["build_type"], info["sanitize"]))
-        try:
-            info["source"] = sh(["git", "-C", ROOT, "describe", "--always", "--dirty"]).strip()
-        except (RuntimeError, OSError):
-            info["source"] = "?"
+        info = B.machine_info(self.build, ["libsqlite3-0", "libsqliteodbc", "libcurl4"])
+        info["host"] = socket.gethostname()
         info["build"] = self.build
         info["connections"] = self.args.connections
         self.results["machine"] = info
