@@ -123,6 +123,30 @@ static enum cpb_status h_emit(struct cpb_ctx *ctx, json_t *order)
     return ctx->env->emit(ctx->env->owner, ctx, order);
 }
 
+static enum cpb_status h_emit_many(struct cpb_ctx *ctx, json_t *const *orders, size_t n,
+                                   enum cpb_status *out)
+{
+    if (ctx->env->emit == NULL || (n > 0 && (orders == NULL || out == NULL))) {
+        reason_f(ctx, "host.emit", "%s",
+                 ctx->env->emit == NULL
+                     ? "emit_many is only available to source stages during a run"
+                     : "emit_many: bad arguments");
+        for (size_t i = 0; out != NULL && i < n; i++) {
+            out[i] = CPB_FAIL;
+        }
+        return CPB_FAIL;
+    }
+    if (ctx->env->emit_many != NULL) {
+        return ctx->env->emit_many(ctx->env->owner, ctx, orders, n, out);
+    }
+    enum cpb_status ret = CPB_OK; /* an owner that stages one at a time */
+    for (size_t i = 0; i < n; i++) {
+        out[i] = ctx->env->emit(ctx->env->owner, ctx, orders[i]);
+        ret = out[i] == CPB_RETRY ? CPB_RETRY : ret;
+    }
+    return ret;
+}
+
 /* "<pipeline>/<stage id>/<key>": state is per pipeline and instance. */
 static int state_key(struct cpb_ctx *ctx, const char *key, struct buf *out)
 {
@@ -421,6 +445,7 @@ static const struct cpb_host services = {
     .pipeline_name = h_pipeline_name,
     .http_many = h_http_many,
     .reason_at = h_reason_at,
+    .emit_many = h_emit_many,
 };
 
 const struct cpb_host *host_services(void)

@@ -20,8 +20,11 @@ struct host_env {
     bool in_order_tx;     /* the db_* services are allowed only then */
     int64_t order_id;     /* current staging id for log lines; 0: none */
     const char *pipeline; /* borrowed */
-    /* Where emit and event go (the runner); NULL: refused / dropped. */
+    /* Where emit and event go (the runner); NULL: refused / dropped.
+     * emit_many NULL: emit_many calls emit once per order. */
     enum cpb_status (*emit)(void *owner, struct cpb_ctx *ctx, json_t *order);
+    enum cpb_status (*emit_many)(void *owner, struct cpb_ctx *ctx, json_t *const *orders, size_t n,
+                                 enum cpb_status *out);
     void (*event)(void *owner, struct cpb_ctx *ctx, const char *name, json_t *details);
     void *owner;
 };

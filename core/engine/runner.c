@@ -509,41 +509,37 @@ static bool db_recover(struct runner *r)
 
 /* ---- sources ------------------------------------------------------------- */
 
-static enum cpb_status on_emit(void *owner, struct cpb_ctx *ctx, json_t *order)
+/* An emitted order made ready to stage: normalized, its payload text and
+ * hash. Returns CPB_OK, CPB_FAIL (rejected and reported: it has no usable
+ * shape) or CPB_RETRY (out of memory). *norm and *payload are new. */
+static enum cpb_status emit_prepare(struct runner *r, const char *source, json_t *order,
+                                    json_t **norm, char **payload, char hash[65])
 {
-    struct runner *r = owner;
-    const char *source = host_services()->stage_id(ctx);
     char msg[300];
-    char hash[65];
-    json_t *norm = NULL;
-    char *payload = NULL;
-    enum upsert_outcome outcome = UPSERT_UNCHANGED;
-    int64_t id = 0;
-    enum cpb_status rc = CPB_FAIL;
-
-    if (order_normalize(order, &norm, msg, sizeof msg) != 0) {
+    *norm = NULL;
+    *payload = NULL;
+    if (order_normalize(order, norm, msg, sizeof msg) != 0) {
         log_msg(CPB_LOG_WARN, source, 0, "order rejected, it cannot be staged: %s", msg);
         event_message(r, "order.rejected", source, "payload.unusable", msg);
         r->attention = true;
-        goto out;
+        return CPB_FAIL;
     }
-    payload = json_dumps(order, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    if (payload == NULL || order_hash(norm, hash) != 0) {
+    *payload = json_dumps(order, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (*payload == NULL || order_hash(*norm, hash) != 0) {
         log_msg(CPB_LOG_ERROR, source, 0, "out of memory staging an order");
-        rc = CPB_RETRY;
-        goto out;
+        return CPB_RETRY;
     }
-    rc = staging_upsert(r->db, source, norm, payload, hash, host_now_ms(), r->res->run_id, &outcome,
-                        &id);
-    if (rc != CPB_OK) {
-        log_msg(CPB_LOG_ERROR, source, 0, "could not stage order %s: %s",
-                json_string_value(json_object_get(norm, "id")), db_last_error(r->db));
-        rc = CPB_RETRY;
-        (void)db_recover(r);
-        goto out;
-    }
+    return CPB_OK;
+}
+
+/* After the staging transaction committed: count, log and raise the
+ * events of one order's outcome. Returns what emit returns for it. */
+static enum cpb_status emit_report(struct runner *r, const char *source, json_t *norm,
+                                   enum upsert_outcome outcome, int64_t id)
+{
     const char *ext = json_string_value(json_object_get(norm, "id"));
     size_t problems = json_array_size(json_object_get(norm, "problems"));
+    struct staged_order so = {.id = id, .source = (char *)source, .ext_id = (char *)ext};
     switch (outcome) {
     case UPSERT_NEW:
     case UPSERT_UPDATED:
@@ -553,16 +549,14 @@ static enum cpb_status on_emit(void *owner, struct cpb_ctx *ctx, json_t *order)
                                           : "",
                 problems > 0 ? ": INVALID, its payload has unreadable fields" : "");
         if (problems > 0) {
-            struct staged_order so = {.id = id, .source = (char *)source, .ext_id = (char *)ext};
             json_t *p0 = json_array_get(json_object_get(norm, "problems"), 0);
             r->res->counts.invalid++;
             r->attention = true;
             event_order(r, "order.invalid", &so, "payload.malformed",
                         json_string_value(json_object_get(p0, "message")));
         }
-        break;
-    case UPSERT_CHANGED_AFTER: {
-        struct staged_order so = {.id = id, .source = (char *)source, .ext_id = (char *)ext};
+        return CPB_OK;
+    case UPSERT_CHANGED_AFTER:
         log_msg(CPB_LOG_WARN, source, id,
                 "order %s changed in the store after it was applied; flagged for review, not"
                 " applied again",
@@ -570,17 +564,109 @@ static enum cpb_status on_emit(void *owner, struct cpb_ctx *ctx, json_t *order)
         event_order(r, "order.changed", &so, "order.changed",
                     "changed in the store after it was applied to Counterpoint");
         r->attention = true;
-        break;
-    }
+        return CPB_OK;
     case UPSERT_UNCHANGED:
     case UPSERT_IGNORED:
-        rc = CPB_SKIP;
         break;
     }
-out:
+    return CPB_SKIP;
+}
+
+/* Stage one prepared order in its own transaction. */
+static enum cpb_status emit_alone(struct runner *r, const char *source, json_t *norm,
+                                  const char *payload, const char *hash)
+{
+    enum upsert_outcome outcome = UPSERT_UNCHANGED;
+    int64_t id = 0;
+    enum cpb_status rc = staging_upsert(r->db, source, norm, payload, hash, host_now_ms(),
+                                        r->res->run_id, &outcome, &id);
+    if (rc != CPB_OK) {
+        log_msg(CPB_LOG_ERROR, source, 0, "could not stage order %s: %s",
+                json_string_value(json_object_get(norm, "id")), db_last_error(r->db));
+        (void)db_recover(r);
+        return CPB_RETRY;
+    }
+    return emit_report(r, source, norm, outcome, id);
+}
+
+static enum cpb_status on_emit(void *owner, struct cpb_ctx *ctx, json_t *order)
+{
+    struct runner *r = owner;
+    const char *source = host_services()->stage_id(ctx);
+    char hash[65];
+    json_t *norm = NULL;
+    char *payload = NULL;
+    enum cpb_status rc = emit_prepare(r, source, order, &norm, &payload, hash);
+    if (rc == CPB_OK) {
+        rc = emit_alone(r, source, norm, payload, hash);
+    }
     free(payload);
     json_decref(norm);
     return rc;
+}
+
+/* A source's page: every order prepared, then all staged in one
+ * transaction; when that fails, one by one, so one order that cannot be
+ * stored does not hold back the others. */
+static enum cpb_status on_emit_many(void *owner, struct cpb_ctx *ctx, json_t *const *orders,
+                                    size_t n, enum cpb_status *out)
+{
+    struct runner *r = owner;
+    const char *source = host_services()->stage_id(ctx);
+    struct staging_item *items = calloc(n > 0 ? n : 1, sizeof *items);
+    char(*hashes)[65] = calloc(n > 0 ? n : 1, sizeof *hashes);
+    size_t *at = calloc(n > 0 ? n : 1, sizeof *at); /* items[k] is orders[at[k]] */
+    size_t k = 0;
+    enum cpb_status ret = CPB_OK;
+
+    if (items == NULL || hashes == NULL || at == NULL) {
+        log_msg(CPB_LOG_ERROR, source, 0, "out of memory staging %zu orders", n);
+        for (size_t i = 0; i < n; i++) {
+            out[i] = CPB_RETRY;
+        }
+        ret = CPB_RETRY;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *norm = NULL;
+        char *payload = NULL;
+        out[i] = emit_prepare(r, source, orders[i], &norm, &payload, hashes[k]);
+        if (out[i] != CPB_OK) {
+            free(payload);
+            json_decref(norm);
+            continue;
+        }
+        items[k] = (struct staging_item){norm, payload, hashes[k], UPSERT_UNCHANGED, 0};
+        at[k++] = i;
+        out[i] = CPB_RETRY; /* until it is stored */
+    }
+    if (k > 0 &&
+        staging_upsert_many(r->db, source, items, k, host_now_ms(), r->res->run_id) == CPB_OK) {
+        for (size_t j = 0; j < k; j++) {
+            out[at[j]] = emit_report(r, source, items[j].norm, items[j].outcome, items[j].id);
+        }
+    } else if (k > 0) {
+        log_msg(CPB_LOG_WARN, source, 0,
+                "could not stage %zu orders in one transaction (%s); staging them one by one", k,
+                db_last_error(r->db));
+        for (size_t j = 0; j < k && db_recover(r); j++) {
+            out[at[j]] = emit_alone(r, source, items[j].norm, items[j].payload, items[j].hash);
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (out[i] == CPB_RETRY) {
+            ret = CPB_RETRY;
+        }
+    }
+out:
+    for (size_t j = 0; j < k; j++) {
+        json_decref(items[j].norm);
+        free((char *)items[j].payload);
+    }
+    free(items);
+    free(hashes);
+    free(at);
+    return ret;
 }
 
 static void run_sources(struct runner *r)
@@ -1375,6 +1461,7 @@ int runner_run(struct pipeline *p, const struct run_options *o, struct run_resul
     p->env.owner = &r;
     p->env.event = on_stage_event;
     p->env.emit = on_emit;
+    p->env.emit_many = on_emit_many;
     if (connect_db(&r, err) != 0) {
         code = err->code;
         if (code == CPB_EXIT_UNAVAILABLE) {
@@ -1447,6 +1534,7 @@ out:
         write_metrics(&r, r.fatal_db ? NULL : r.db, t0, code);
     }
     p->env.emit = NULL;
+    p->env.emit_many = NULL;
     p->env.event = NULL;
     p->env.owner = NULL;
     p->env.db = NULL;

@@ -383,6 +383,38 @@ enum cpb_status staging_upsert(struct db *db, const char *source, json_t *normal
     return rc;
 }
 
+struct upsert_many_args {
+    const char *source;
+    struct staging_item *items;
+    size_t n;
+    int64_t now;
+    const char *run_id;
+};
+
+static enum cpb_status upsert_many_in_tx(struct db *db, void *arg)
+{
+    struct upsert_many_args *m = arg;
+    for (size_t i = 0; i < m->n; i++) {
+        struct staging_item *it = &m->items[i];
+        struct upsert_args u = {m->source, it->norm,  it->payload,      it->hash,
+                                m->now,    m->run_id, UPSERT_UNCHANGED, 0};
+        enum cpb_status rc = upsert_in_tx(db, &u);
+        if (rc != CPB_OK) {
+            return rc;
+        }
+        it->outcome = u.outcome;
+        it->id = u.id;
+    }
+    return CPB_OK;
+}
+
+enum cpb_status staging_upsert_many(struct db *db, const char *source, struct staging_item *items,
+                                    size_t n, int64_t now, const char *run_id)
+{
+    struct upsert_many_args m = {source, items, n, now, run_id};
+    return sql_tx(db, upsert_many_in_tx, &m);
+}
+
 struct claim_args {
     const char *token;
     const char *owner;

@@ -66,6 +66,25 @@ enum cpb_status staging_upsert(struct db *db, const char *source, json_t *normal
                                const char *payload, const char *hash, int64_t now,
                                const char *run_id, enum upsert_outcome *outcome, int64_t *id);
 
+/* One order of staging_upsert_many: the caller fills norm, payload and hash
+ * (borrowed), staging fills outcome and id. */
+struct staging_item {
+    json_t *norm;
+    const char *payload;
+    const char *hash;
+    enum upsert_outcome outcome;
+    int64_t id;
+};
+
+/*
+ * Stage items[0..n-1] of `source` as staging_upsert stages each, all in one
+ * transaction (group commit): every item is recorded, or, when a database
+ * status is returned, none is (their outcome and id are then meaningless).
+ * An order that appears twice is staged, then found unchanged or updated.
+ */
+enum cpb_status staging_upsert_many(struct db *db, const char *source, struct staging_item *items,
+                                    size_t n, int64_t now, const char *run_id);
+
 /*
  * Claim up to `limit` due orders for this runner: PENDING orders whose next
  * attempt time is at or before `due_by` (the runner passes its start time,

@@ -42,11 +42,16 @@ struct source_file {
     const struct source_file_opts *opts;
 };
 
+/* Orders are staged this many at a time, in one transaction each group. */
+#define SOURCE_FILE_GROUP 100
+
 struct tally {
     unsigned files;
     unsigned bad_files;
     unsigned orders;
     unsigned staged;
+    json_t *group[SOURCE_FILE_GROUP]; /* read, not yet staged (references) */
+    size_t ngroup;
 };
 
 static int source_file_init(const struct cpb_host *host, struct cpb_ctx *ctx, const void *options,
@@ -71,15 +76,30 @@ static void bad_file(struct source_file *s, struct tally *t, const char *path, c
     json_decref(d);
 }
 
-/* Emit one order; returns CPB_RETRY when staging failed (stop reading). */
+/* Stage the group read so far (one transaction) and release it. Returns
+ * CPB_RETRY when an order of it could not be staged (stop reading). */
+static enum cpb_status flush(struct source_file *s, struct tally *t)
+{
+    enum cpb_status out[SOURCE_FILE_GROUP];
+    enum cpb_status rc = CPB_OK;
+    if (t->ngroup > 0) {
+        rc = stage_emit_many(s->host, s->ctx, t->group, t->ngroup, out);
+    }
+    for (size_t i = 0; i < t->ngroup; i++) {
+        t->staged += out[i] == CPB_OK;
+        json_decref(t->group[i]);
+    }
+    t->ngroup = 0;
+    return rc == CPB_RETRY ? CPB_RETRY : CPB_OK;
+}
+
+/* Queue one order (borrowed) for staging; returns CPB_RETRY when staging
+ * failed (stop reading). */
 static enum cpb_status emit_one(struct source_file *s, struct tally *t, json_t *order)
 {
     t->orders++;
-    enum cpb_status rc = s->host->emit(s->ctx, order);
-    if (rc == CPB_OK) {
-        t->staged++;
-    }
-    return rc == CPB_RETRY ? CPB_RETRY : CPB_OK;
+    t->group[t->ngroup++] = json_incref(order);
+    return t->ngroup == SOURCE_FILE_GROUP ? flush(s, t) : CPB_OK;
 }
 
 static enum cpb_status read_file(struct source_file *s, struct tally *t, const char *path)
@@ -195,10 +215,6 @@ static enum cpb_status read_dir(struct source_file *s, struct tally *t, const ch
         rc = read_file(s, t, path);
     }
 out:
-    if (rc == CPB_RETRY) {
-        s->host->reason(s->ctx, "source.stage_failed",
-                        "could not stage every order from %s; the rest is read next run", dir);
-    }
     for (size_t i = 0; i < n; i++) {
         free(names[i]);
     }
@@ -210,7 +226,7 @@ out:
 static enum cpb_status source_file_process(void *state, struct cpb_record *rec)
 {
     struct source_file *s = state;
-    struct tally t = {0, 0, 0, 0};
+    struct tally t = {.files = 0};
     struct stat sb;
     enum cpb_status rc;
     (void)rec;
@@ -223,10 +239,15 @@ static enum cpb_status source_file_process(void *state, struct cpb_record *rec)
         rc = read_dir(s, &t, s->opts->path);
     } else {
         rc = read_file(s, &t, s->opts->path);
-        if (rc == CPB_RETRY) {
-            s->host->reason(s->ctx, "source.stage_failed", "could not stage every order from %s",
-                            s->opts->path);
-        }
+    }
+    enum cpb_status last = flush(s, &t); /* what is left of the last group */
+    if (rc == CPB_OK) {
+        rc = last;
+    }
+    if (rc == CPB_RETRY) {
+        s->host->reason(s->ctx, "source.stage_failed",
+                        "could not stage every order from %s; the rest is read next run",
+                        s->opts->path);
     }
     s->host->log(s->ctx, CPB_LOG_INFO, "read %u order(s) from %u file(s): %u new or changed%s",
                  t.orders, t.files, t.staged, t.bad_files > 0 ? ", some files skipped" : "");
@@ -241,7 +262,7 @@ static enum cpb_status source_file_process(void *state, struct cpb_record *rec)
 const struct cpb_stage source_file_stage = {
     CPB_STAGE_HEADER,
     .name = "source-file",
-    .version = "1.0.0",
+    .version = "1.1.0",
     .summary = "Read orders (WooCommerce REST JSON) from a file or a directory",
     .kind = CPB_SOURCE,
     .options = source_file_options,

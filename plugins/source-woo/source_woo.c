@@ -360,6 +360,8 @@ static enum cpb_status read_page(struct source_woo *s, const char *after, long p
     char msg[900];
     struct cpb_http_response resp;
     json_t *doc = NULL;
+    json_t **orders = NULL;
+    enum cpb_status *staged = NULL;
     enum cpb_status rc;
 
     *count = 0;
@@ -403,20 +405,30 @@ static enum cpb_status read_page(struct source_woo *s, const char *after, long p
     *total = header_count(s, &resp, "X-WP-Total");
     *date = parse_http_date(s->host->http_header(&resp, "Date"));
     t->pages++;
-    size_t i;
-    json_t *order;
-    json_array_foreach(doc, i, order)
-    {
+    size_t n = json_array_size(doc);
+    orders = calloc(n > 0 ? n : 1, sizeof *orders);
+    staged = calloc(n > 0 ? n : 1, sizeof *staged);
+    if (orders == NULL || staged == NULL) {
+        s->host->reason(s->ctx, "source.oom", "out of memory staging page %ld", page);
+        rc = CPB_RETRY;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        orders[i] = json_array_get(doc, i);
+    }
+    /* The whole page in one transaction. */
+    if (stage_emit_many(s->host, s->ctx, orders, n, staged) == CPB_RETRY) {
+        s->host->reason(s->ctx, "source.stage_failed",
+                        "could not stage every order from page %ld (see the log); the cursor "
+                        "was not moved and the next run reads it again",
+                        page);
+        rc = CPB_RETRY;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *order = orders[i];
+        enum cpb_status e = staged[i];
         t->orders++;
-        enum cpb_status e = s->host->emit(s->ctx, order);
-        if (e == CPB_RETRY) {
-            s->host->reason(s->ctx, "source.stage_failed",
-                            "could not stage an order from page %ld (see the log); the cursor "
-                            "was not moved and the next run reads it again",
-                            page);
-            rc = CPB_RETRY;
-            goto out;
-        }
         if (e == CPB_FAIL) {
             t->rejected++; /* the engine reported it */
             continue;
@@ -439,9 +451,11 @@ static enum cpb_status read_page(struct source_woo *s, const char *after, long p
                          page);
         }
     }
-    *count = json_array_size(doc);
+    *count = n;
     rc = CPB_OK;
 out:
+    free(orders);
+    free(staged);
     json_decref(doc);
     s->host->http_free(&resp);
     return rc;
@@ -549,7 +563,7 @@ static enum cpb_status source_woo_process(void *state, struct cpb_record *rec)
 const struct cpb_stage source_woo_stage = {
     CPB_STAGE_HEADER,
     .name = "source-woo",
-    .version = "1.0.0",
+    .version = "1.1.0",
     .summary = "Read new and changed orders from a WooCommerce store (REST API v3)",
     .kind = CPB_SOURCE,
     .options = source_woo_options,

@@ -527,6 +527,71 @@ static void test_source_orders_applied_same_run(void)
     db_close(db);
 }
 
+/* A source's page is staged in one transaction (group commit): all of it
+ * or, when that fails, order by order, so one order the database refuses
+ * holds back only itself. */
+static void test_source_page_one_transaction(void)
+{
+    struct db *db = open_db();
+    struct run_result res;
+    const char *ids[] = {"61", "62", "63", "64", "65"};
+    struct staging_item items[5];
+    json_t *raw[5];
+    char hashes[5][65];
+    char msg[200];
+    json_t *page = json_array();
+    for (size_t i = 0; i < 5; i++) {
+        raw[i] = make_order(ids[i]);
+        json_array_append(page, raw[i]);
+        items[i] = (struct staging_item){NULL, NULL, hashes[i], UPSERT_UNCHANGED, 0};
+        CU_ASSERT_EQUAL_FATAL(order_normalize(raw[i], &items[i].norm, msg, sizeof msg), 0);
+        CU_ASSERT_EQUAL_FATAL(order_hash(items[i].norm, hashes[i]), 0);
+        items[i].payload = json_dumps(raw[i], JSON_COMPACT);
+    }
+    /* The database refuses order 63 (a trigger stands in for any failure). */
+    CU_ASSERT_EQUAL_FATAL(db_exec(db, "CREATE TRIGGER REFUSE_63 BEFORE INSERT ON"
+                                      " USER_ORDER_STAGING WHEN NEW.EXT_ORDER_ID = '63'"
+                                      " BEGIN SELECT RAISE(ABORT, 'order 63 refused'); END"),
+                          CPB_OK);
+    /* All or nothing: 61 and 62 were written before 63 failed, and are
+     * gone with it. */
+    CU_ASSERT_NOT_EQUAL(staging_upsert_many(db, "files", items, 5, 1000, "test"), CPB_OK);
+    CU_ASSERT_EQUAL(
+        col_int(db, "SELECT COUNT(*) FROM USER_ORDER_STAGING WHERE SOURCE = ?", "files"), 0);
+    /* Through the runner: the page fails as one, then the others are
+     * staged one by one and applied; the source stops (its cursor stays). */
+    CU_ASSERT_EQUAL_FATAL(cpbtest_sh("mkdir -p '%s'", cpbtest_path("in-page")), 0);
+    CU_ASSERT_EQUAL_FATAL(json_dump_file(page, cpbtest_path("in-page/page.json"), 0), 0);
+    const char *p = pipeline_ex("", cpbtest_path("in-page"), "", "", NULL);
+    run_pipeline(p, false, &res);
+    CU_ASSERT_TRUE(res.source_failed);
+    CU_ASSERT_EQUAL(res.counts.staged, 4);
+    CU_ASSERT_EQUAL(res.counts.applied, 4);
+    assert_status(db, "61", "APPLIED");
+    assert_status(db, "65", "APPLIED");
+    CU_ASSERT_EQUAL(
+        col_int(db, "SELECT COUNT(*) FROM USER_ORDER_STAGING WHERE EXT_ORDER_ID = ?", "63"), 0);
+    /* The database takes 63 again: the next run stages only it. */
+    CU_ASSERT_EQUAL(db_exec(db, "DROP TRIGGER REFUSE_63"), CPB_OK);
+    CU_ASSERT_EQUAL(run_pipeline(p, false, &res), CPB_EXIT_OK);
+    CU_ASSERT_FALSE(res.source_failed);
+    CU_ASSERT_EQUAL(res.counts.staged, 1);
+    CU_ASSERT_EQUAL(res.counts.applied, 1);
+    assert_status(db, "63", "APPLIED");
+    CU_ASSERT_EQUAL(calls("test-step 61 "), 1);
+    CU_ASSERT_EQUAL(calls("test-step 63 "), 1);
+    /* Each order staged once: nothing of the failed group remained. */
+    CU_ASSERT_EQUAL(col_int(db, "SELECT COUNT(*) FROM USER_ORDER_EVENT WHERE KIND = ?", "staged"),
+                    5);
+    for (size_t i = 0; i < 5; i++) {
+        json_decref(items[i].norm);
+        free((char *)items[i].payload);
+        json_decref(raw[i]);
+    }
+    json_decref(page);
+    db_close(db);
+}
+
 /* A pipeline without step stages only stages: it never marks an order
  * APPLIED (with no document). */
 static void test_no_steps_only_stages(void)
@@ -947,6 +1012,11 @@ static void t23(void)
     run_fresh(test_no_steps_only_stages);
 }
 
+static void t24(void)
+{
+    run_fresh(test_source_page_one_transaction);
+}
+
 static const struct cpbtest_case cases[] = {
     CASE("applied, after-commit once, nothing twice", t1),
     CASE("FAIL holds the order INVALID with its reason", t2),
@@ -971,6 +1041,7 @@ static const struct cpbtest_case cases[] = {
     CASE("a run rewrites the metrics file", t21),
     CASE("a change after apply is flagged once per version", t22),
     CASE("a pipeline without steps only stages", t23),
+    CASE("a source's page is staged in one transaction, else order by order", t24),
     {NULL, NULL},
 };
 static const struct cpbtest_suite suite = {"runner", setup, NULL, cases};

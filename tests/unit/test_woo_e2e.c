@@ -352,6 +352,20 @@ static void test_end_to_end(void)
     struct db *db = connect_db();
     int64_t so_before = q_decimal(db, "SELECT SUM(QTY_ON_SO) FROM IM_INV");
     int64_t docs_before = q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL);
+    if (dialect == DB_POSTGRESQL) {
+        /* Which transaction staged each order: a page is one. */
+        CU_ASSERT_EQUAL_FATAL(db_begin(db), CPB_OK);
+        CU_ASSERT_EQUAL(db_exec(db, "CREATE TABLE STAGED_TX (TX BIGINT)"), CPB_OK);
+        CU_ASSERT_EQUAL(db_exec(db, "CREATE FUNCTION STAGED_TX_F() RETURNS trigger AS $$ BEGIN"
+                                    " INSERT INTO STAGED_TX VALUES (txid_current()); RETURN NEW;"
+                                    " END $$ LANGUAGE plpgsql"),
+                        CPB_OK);
+        CU_ASSERT_EQUAL(db_exec(db, "CREATE TRIGGER STAGED_TX_T AFTER INSERT ON"
+                                    " USER_ORDER_STAGING FOR EACH ROW EXECUTE FUNCTION"
+                                    " STAGED_TX_F()"),
+                        CPB_OK);
+        CU_ASSERT_EQUAL_FATAL(db_commit(db), CPB_OK);
+    }
 
     /* Run 1: 14 processing orders staged, applied, written back. */
     int code = run_once(path, &res);
@@ -373,6 +387,12 @@ static void test_end_to_end(void)
                                   " WHERE S.STATUS = 'APPLIED'");
     CU_ASSERT(lines > 0);
     CU_ASSERT_EQUAL(so_after - so_before, lines);
+    if (dialect == DB_POSTGRESQL) {
+        /* Three pages of 5, 5 and 4: three staging transactions (group
+         * commit), not 14. */
+        CU_ASSERT_EQUAL(q_int(db, "SELECT COUNT(*) FROM STAGED_TX", NULL), 14);
+        CU_ASSERT_EQUAL(q_int(db, "SELECT COUNT(DISTINCT TX) FROM STAGED_TX", NULL), 3);
+    }
 
     /* Run 2: nothing new; nothing written to the store or Counterpoint. */
     ctl_do("DELETE", "/_requests", NULL);

@@ -40,7 +40,7 @@ extern "C" {
 /** The ABI major version: the host refuses a stage built for another major. */
 #define CPB_ABI_MAJOR 1
 /** The ABI minor version: the host accepts a stage whose minor is <= its own. */
-#define CPB_ABI_MINOR 1
+#define CPB_ABI_MINOR 2
 
 /** Marks the one exported symbol of a stage (build with -fvisibility=hidden). */
 #if defined(__GNUC__)
@@ -363,6 +363,21 @@ struct cpb_host {
      */
     void (*reason_at)(struct cpb_ctx *ctx, size_t i, const char *code, const char *fmt, ...)
         CPB_PRINTF(4, 5);
+
+    /* ---- added in ABI 1.2: check with CPB_HOST_HAS before use ---- */
+
+    /**
+     * CPB_SOURCE only: stage the n orders orders[i] (borrowed) together, in
+     * one database transaction (a source's page: one commit instead of n).
+     * out[i] receives what emit would return for orders[i]. When the
+     * transaction fails, the host stages the orders one by one, so one bad
+     * order does not hold back the rest. Returns CPB_RETRY when any out[i]
+     * is CPB_RETRY (the source should stop and leave its cursor where it
+     * was), CPB_FAIL (every out[i] too) when called outside a source's run
+     * or with NULL arrays, else CPB_OK.
+     */
+    enum cpb_status (*emit_many)(struct cpb_ctx *ctx, json_t *const *orders, size_t n,
+                                 enum cpb_status *out);
 };
 
 /** True when `host` provides `member` (for members added after minor 0). */
