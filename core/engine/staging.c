@@ -109,11 +109,14 @@ static void currency_of(json_t *norm, char out[4])
 
 /* Write the order's lines; `replace`: delete the previous version's first
  * (a new order has none, so it skips that statement). */
+/* The columns of one USER_ORDER_STAGING_LIN row, and rows per INSERT
+ * (11 x 8 parameters: well inside every driver's limit). */
+#define LINE_COLS 11
+#define LINES_PER_INSERT 8
+
 static enum cpb_status insert_lines(struct db *db, int64_t id, json_t *norm, bool replace)
 {
     json_t *lines = json_object_get(norm, "lines");
-    size_t i;
-    json_t *line;
     enum cpb_status rc = CPB_OK;
     if (replace) {
         rc = sql_exec(db, "DELETE FROM USER_ORDER_STAGING_LIN WHERE STAGING_ID = ?",
@@ -122,31 +125,40 @@ static enum cpb_status insert_lines(struct db *db, int64_t id, json_t *norm, boo
     if (rc != CPB_OK) {
         return rc;
     }
-    json_array_foreach(lines, i, line)
-    {
-        struct sql_arg a[] = {
-            sql_int(id),
-            sql_int(jint(line, "seq")),
-            sql_int_or_null(jint(line, "line_id")),
-            sql_text(jstr(line, "sku")),
-            sql_text(jstr(line, "item_no")),
-            sql_text(jstr(line, "name")),
-            sql_decimal(jint(line, "qty")),
-            jdec(line, "unit_price"),
-            jdec(line, "subtotal"),
-            jdec(line, "total"),
-            jdec(line, "tax"),
-        };
-        rc = sql_exec(db,
-                      "INSERT INTO USER_ORDER_STAGING_LIN (STAGING_ID, LIN_SEQ_NO, EXT_LINE_ID,"
-                      " SKU, ITEM_NO, NAME, QTY, PRC, LINE_SUBTOTAL, LINE_TOTAL, LINE_TAX)"
-                      " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                      a, SQL_NARGS(a), NULL);
-        if (rc != CPB_OK) {
-            return rc;
+    /* LINES_PER_INSERT rows per statement: one round trip for most orders;
+     * the texts for 1..LINES_PER_INSERT rows stay prepared. */
+    struct sql_arg a[LINES_PER_INSERT * LINE_COLS];
+    struct buf sql = {0};
+    size_t n = json_array_size(lines);
+    for (size_t at = 0; at < n && rc == CPB_OK; at += LINES_PER_INSERT) {
+        size_t k = n - at < LINES_PER_INSERT ? n - at : LINES_PER_INSERT;
+        buf_reset(&sql);
+        int bad = buf_adds(&sql, "INSERT INTO USER_ORDER_STAGING_LIN (STAGING_ID, LIN_SEQ_NO,"
+                                 " EXT_LINE_ID, SKU, ITEM_NO, NAME, QTY, PRC, LINE_SUBTOTAL,"
+                                 " LINE_TOTAL, LINE_TAX) VALUES ");
+        for (size_t j = 0; j < k; j++) {
+            json_t *line = json_array_get(lines, at + j);
+            struct sql_arg row[LINE_COLS] = {
+                sql_int(id),
+                sql_int(jint(line, "seq")),
+                sql_int_or_null(jint(line, "line_id")),
+                sql_text(jstr(line, "sku")),
+                sql_text(jstr(line, "item_no")),
+                sql_text(jstr(line, "name")),
+                sql_decimal(jint(line, "qty")),
+                jdec(line, "unit_price"),
+                jdec(line, "subtotal"),
+                jdec(line, "total"),
+                jdec(line, "tax"),
+            };
+            memcpy(&a[j * LINE_COLS], row, sizeof row);
+            bad |= buf_adds(&sql, j > 0 ? ", (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                                        : "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
         }
+        rc = bad != 0 ? CPB_RETRY : sql_exec(db, buf_str(&sql), a, k * LINE_COLS, NULL);
     }
-    return CPB_OK;
+    buf_free(&sql);
+    return rc;
 }
 
 /* The first problem of a normalized order as "field: message" (new). */

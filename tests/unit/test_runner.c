@@ -592,6 +592,67 @@ static void test_source_page_one_transaction(void)
     db_close(db);
 }
 
+/* An order with n lines: line i (1-based) sells i units of SKU-i at 1.00. */
+static json_t *order_with_lines(const char *id, unsigned n)
+{
+    json_t *o = make_order(id);
+    json_t *lines = json_array();
+    char sku[16];
+    for (unsigned i = 1; i <= n; i++) {
+        snprintf(sku, sizeof sku, "SKU-%u", i);
+        json_array_append_new(lines, json_pack("{s:I, s:s, s:s, s:I, s:s, s:s, s:s, s:s, s:i}",
+                                               "id", (json_int_t)i, "sku", sku, "name", sku,
+                                               "quantity", (json_int_t)i, "subtotal", "1.00",
+                                               "subtotal_tax", "0.00", "total", "1.00",
+                                               "total_tax", "0.00", "price", 1));
+    }
+    json_object_set_new(o, "line_items", lines);
+    return o;
+}
+
+static void stage_raw(struct db *db, json_t *raw, enum upsert_outcome *outcome)
+{
+    json_t *norm = NULL;
+    char msg[200];
+    char hash[65];
+    int64_t sid = 0;
+    CU_ASSERT_EQUAL_FATAL(order_normalize(raw, &norm, msg, sizeof msg), 0);
+    CU_ASSERT_EQUAL_FATAL(order_hash(norm, hash), 0);
+    char *payload = json_dumps(raw, JSON_COMPACT);
+    CU_ASSERT_EQUAL(staging_upsert(db, "files", norm, payload, hash, 1000, "test", outcome, &sid),
+                    CPB_OK);
+    free(payload);
+    json_decref(norm);
+}
+
+/* Lines go in several rows per INSERT: 19 lines (8 + 8 + 3) and, when
+ * the store changes the order, 9 (8 + 1) replace them, each row whole. */
+static void test_staged_lines_in_multirow_inserts(void)
+{
+    struct db *db = open_db();
+    enum upsert_outcome outcome;
+    const char *count_sql = "SELECT COUNT(*) FROM USER_ORDER_STAGING_LIN L JOIN USER_ORDER_STAGING"
+                            " S ON S.STAGING_ID = L.STAGING_ID WHERE S.EXT_ORDER_ID = ?";
+    const char *qty_sql = "SELECT SUM(L.LIN_SEQ_NO * 1000 + L.QTY) FROM USER_ORDER_STAGING_LIN L"
+                          " JOIN USER_ORDER_STAGING S ON S.STAGING_ID = L.STAGING_ID"
+                          " WHERE S.EXT_ORDER_ID = ? AND L.SKU = 'SKU-' || L.LIN_SEQ_NO";
+    json_t *o = order_with_lines("71", 19);
+    stage_raw(db, o, &outcome);
+    CU_ASSERT_EQUAL(outcome, UPSERT_NEW);
+    CU_ASSERT_EQUAL(col_int(db, count_sql, "71"), 19);
+    /* Each row holds its own line: seq i, SKU-i, quantity i. */
+    CU_ASSERT_EQUAL(col_int(db, qty_sql, "71"), 1001 * (19 * 20 / 2));
+    json_decref(o);
+    o = order_with_lines("71", 9);
+    json_object_set_new(o, "date_modified_gmt", json_string("2026-11-28T11:00:00"));
+    stage_raw(db, o, &outcome);
+    CU_ASSERT_EQUAL(outcome, UPSERT_UPDATED);
+    CU_ASSERT_EQUAL(col_int(db, count_sql, "71"), 9);
+    CU_ASSERT_EQUAL(col_int(db, qty_sql, "71"), 1001 * (9 * 10 / 2));
+    json_decref(o);
+    db_close(db);
+}
+
 /* A pipeline without step stages only stages: it never marks an order
  * APPLIED (with no document). */
 static void test_no_steps_only_stages(void)
@@ -1017,6 +1078,11 @@ static void t24(void)
     run_fresh(test_source_page_one_transaction);
 }
 
+static void t25(void)
+{
+    run_fresh(test_staged_lines_in_multirow_inserts);
+}
+
 static const struct cpbtest_case cases[] = {
     CASE("applied, after-commit once, nothing twice", t1),
     CASE("FAIL holds the order INVALID with its reason", t2),
@@ -1042,6 +1108,7 @@ static const struct cpbtest_case cases[] = {
     CASE("a change after apply is flagged once per version", t22),
     CASE("a pipeline without steps only stages", t23),
     CASE("a source's page is staged in one transaction, else order by order", t24),
+    CASE("staged lines go in multi-row inserts, whole", t25),
     {NULL, NULL},
 };
 static const struct cpbtest_suite suite = {"runner", setup, NULL, cases};
