@@ -429,6 +429,7 @@ enum cpb_status staging_upsert_many(struct db *db, const char *source, struct st
 
 struct claim_args {
     const char *token;
+    const char *claim_token;
     const char *owner;
     int64_t now;
     int64_t due_by;
@@ -443,7 +444,8 @@ static enum cpb_status claim_in_tx(struct db *db, void *arg)
     struct claim_args *c = arg;
     enum db_dialect d = db_get_dialect(db);
     struct cpb_stmt *st = NULL;
-    struct sql_arg set[] = {sql_text(c->token), sql_text(c->owner), sql_time(c->now + c->lease_ms),
+    struct sql_arg set[] = {sql_text(c->claim_token), sql_text(c->owner),
+                            sql_time(c->now + c->lease_ms),
                             sql_time(c->now)};
     struct sql_arg due[] = {sql_time(c->due_by), sql_time(c->now)};
     struct sql_arg lim = sql_int(c->limit);
@@ -464,7 +466,7 @@ static enum cpb_status claim_in_tx(struct db *db, void *arg)
     rc = sql_query(db,
                    "SELECT STAGING_ID FROM USER_ORDER_STAGING WHERE LEASE_TOKEN = ?"
                    " ORDER BY STAGING_ID",
-                   (struct sql_arg[]){sql_text(c->token)}, 1, &st);
+                   (struct sql_arg[]){sql_text(c->claim_token)}, 1, &st);
     if (rc != CPB_OK) {
         goto out;
     }
@@ -486,16 +488,19 @@ static enum cpb_status claim_in_tx(struct db *db, void *arg)
             c->n++;
         }
     }
+    /* The rows now carry the runner's token, as the rest of the run expects. */
+    rc = sql_exec(db, "UPDATE USER_ORDER_STAGING SET LEASE_TOKEN = ? WHERE LEASE_TOKEN = ?",
+                  (struct sql_arg[]){sql_text(c->token), sql_text(c->claim_token)}, 2, NULL);
 out:
     db_finalize(st);
     return rc;
 }
 
-enum cpb_status staging_claim(struct db *db, const char *token, const char *owner, int64_t now,
-                              int64_t due_by, int64_t lease_ms, unsigned limit, int64_t *ids,
-                              unsigned *n)
+enum cpb_status staging_claim(struct db *db, const char *token, const char *claim_token,
+                              const char *owner, int64_t now, int64_t due_by, int64_t lease_ms,
+                              unsigned limit, int64_t *ids, unsigned *n)
 {
-    struct claim_args c = {token, owner, now, due_by, lease_ms, limit, ids, 0};
+    struct claim_args c = {token, claim_token, owner, now, due_by, lease_ms, limit, ids, 0};
     enum cpb_status rc = sql_tx(db, claim_in_tx, &c);
     *n = rc == CPB_OK ? c.n : 0;
     return rc;

@@ -91,11 +91,14 @@ enum cpb_status staging_upsert_many(struct db *db, const char *source, struct st
  * so an order retried during a run waits for a later run), and APPLIED orders with after-commit work due,
  * whose lease is free or expired. Sets the lease (token, owner, until) and
  * counts the attempt, committed at once. ids (caller array of `limit`)
- * receive the claimed ids in order; *n their number.
+ * receive the claimed ids in order; *n their number. `claim_token` (a new
+ * UUID per call) marks the rows of this claim while they are read back, so
+ * rows the runner still holds with `token` from an earlier claim (applied,
+ * their after-commit steps queued) are not taken twice.
  */
-enum cpb_status staging_claim(struct db *db, const char *token, const char *owner,
-                              int64_t now, int64_t due_by, int64_t lease_ms, unsigned limit,
-                              int64_t *ids, unsigned *n);
+enum cpb_status staging_claim(struct db *db, const char *token, const char *claim_token,
+                              const char *owner, int64_t now, int64_t due_by, int64_t lease_ms,
+                              unsigned limit, int64_t *ids, unsigned *n);
 
 /* Extend the lease of every row still held with `token`. */
 enum cpb_status staging_renew(struct db *db, const char *token, int64_t until);

@@ -653,6 +653,40 @@ static void test_staged_lines_in_multirow_inserts(void)
     db_close(db);
 }
 
+/* The applied orders of several claim batches reach an after-commit stage
+ * in one call (up to 100), and the claims in between do not take them
+ * again although the runner still holds their lease. */
+static void test_after_commit_gathered_across_claims(void)
+{
+    struct db *db = open_db();
+    struct run_result res;
+    const char *ids[] = {"81", "82", "83", "84", "85"};
+    char line[40];
+    for (size_t i = 0; i < 5; i++) {
+        stage(db, ids[i]);
+    }
+    /* batch = 2: three claims (2, 2, 1), one after-commit call. */
+    CU_ASSERT_EQUAL(run_pipeline(pipeline("", "", NULL), false, &res), CPB_EXIT_OK);
+    CU_ASSERT_EQUAL(res.counts.claimed, 5);
+    CU_ASSERT_EQUAL(res.counts.applied, 5);
+    CU_ASSERT_EQUAL(res.counts.after_done, 5);
+    CU_ASSERT_EQUAL(calls("test-after batch 5"), 1);
+    CU_ASSERT_EQUAL(calls("test-after batch "), 1);
+    for (size_t i = 0; i < 5; i++) {
+        snprintf(line, sizeof line, "test-step %s ", ids[i]);
+        CU_ASSERT_EQUAL(calls(line), 1);
+        snprintf(line, sizeof line, "test-after %s 1", ids[i]);
+        CU_ASSERT_EQUAL(calls(line), 1);
+        assert_status(db, ids[i], "APPLIED");
+    }
+    CU_ASSERT_EQUAL(col_int(db,
+                            "SELECT COUNT(*) FROM USER_ORDER_STAGING WHERE AFTER_PENDING <> 0 OR"
+                            " LEASE_TOKEN IS NOT NULL OR ATTEMPTS <> 1 OR STATUS <> ?",
+                            "APPLIED"),
+                    0);
+    db_close(db);
+}
+
 /* A pipeline without step stages only stages: it never marks an order
  * APPLIED (with no document). */
 static void test_no_steps_only_stages(void)
@@ -1083,6 +1117,11 @@ static void t25(void)
     run_fresh(test_staged_lines_in_multirow_inserts);
 }
 
+static void t26(void)
+{
+    run_fresh(test_after_commit_gathered_across_claims);
+}
+
 static const struct cpbtest_case cases[] = {
     CASE("applied, after-commit once, nothing twice", t1),
     CASE("FAIL holds the order INVALID with its reason", t2),
@@ -1109,6 +1148,7 @@ static const struct cpbtest_case cases[] = {
     CASE("a pipeline without steps only stages", t23),
     CASE("a source's page is staged in one transaction, else order by order", t24),
     CASE("staged lines go in multi-row inserts, whole", t25),
+    CASE("after-commit work is gathered across claim batches, never re-claimed", t26),
     {NULL, NULL},
 };
 static const struct cpbtest_suite suite = {"runner", setup, NULL, cases};
