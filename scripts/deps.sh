@@ -8,7 +8,7 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libconfig-dev unixodbc-dev unixodbc
-      libcurl4-openssl-dev libjansson-dev libssl-dev libcunit1-dev
+      libcurl4-openssl-dev libjansson-dev libssl-dev libcunit1-dev libmicrohttpd-dev
       libsqliteodbc odbc-postgresql tdsodbc sqlite3 python3 ca-certificates)
 if [[ "${1:-}" == "--test" ]]; then
   pkgs+=(postgresql-15 postgresql-client-15 python3-aiosmtpd openssl clang

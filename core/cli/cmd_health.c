@@ -17,10 +17,13 @@
 #include "engine/config.h"
 #include "engine/metrics.h"
 #include "engine/schema.h"
+#include "engine/serve.h"
+#include "engine/staging.h"
 #include "lib/buf.h"
 #include "lib/err.h"
 #include "lib/text.h"
 #include "services/db.h"
+#include "services/http.h"
 #include "services/sql.h"
 
 static const char usage_health[] =
@@ -29,7 +32,9 @@ static const char usage_health[] =
     "Business health of the pipeline, as a Nagios/Icinga plugin: database\n"
     "reachable, pending orders (and how many are due), invalid and dead orders,\n"
     "the oldest pending order's age, the time since the last successful run and\n"
-    "the last run's result, each against the pipeline's `health` thresholds.\n"
+    "the last run's result, each against the pipeline's `health` thresholds; and,\n"
+    "when `cpbridge serve` runs for it, the receiver: CRITICAL when it stopped\n"
+    "answering, WARNING when it was stopped (orders then arrive only by the poll).\n"
     "The first line is the plugin output (with performance data), details follow.\n"
     "\n"
     "  --json   print every figure and the status as JSON\n"
@@ -130,6 +135,88 @@ static json_t *check_json(const struct check *c)
                      nag_names[c->state]);
 }
 
+/* What `cpbridge serve` recorded for this pipeline, if it ever ran. */
+struct receiver {
+    bool known;
+    bool stopped;
+    bool answering;
+    int64_t heartbeat_ms, last_delivery_ms;
+    int64_t deliveries, bad_signatures;
+    double per_minute;
+    char url[160];
+    int state;
+    char why[200];
+};
+
+/* A heartbeat older than this: the receiver is not running. */
+#define RECEIVER_STALE_MS (90 * 1000)
+
+static void receiver_check(struct ops *op, int64_t now, struct receiver *rv)
+{
+    char key[200];
+    const char *value = NULL;
+    char *text = NULL;
+    json_t *j = NULL;
+    memset(rv, 0, sizeof *rv);
+    serve_state_key(op->cfg->name, key, sizeof key);
+    if (staging_state_get(op->db, key, &text) != CPB_OK || text == NULL) {
+        return;
+    }
+    value = text;
+    j = json_loads(value, 0, NULL);
+    if (!json_is_object(j)) {
+        goto out;
+    }
+    rv->known = true;
+    rv->stopped = json_is_true(json_object_get(j, "stopped"));
+    rv->heartbeat_ms = json_integer_value(json_object_get(j, "heartbeat"));
+    rv->last_delivery_ms = json_integer_value(json_object_get(j, "last_delivery"));
+    rv->deliveries = json_integer_value(json_object_get(j, "deliveries"));
+    rv->bad_signatures = json_integer_value(json_object_get(j, "bad_signatures"));
+    rv->per_minute = json_number_value(json_object_get(j, "per_minute"));
+    const char *listen = op->cfg->serve.listen;
+    /* A server on every address answers on the loopback. */
+    bool any = strcmp(listen, "0.0.0.0") == 0 || strcmp(listen, "::") == 0;
+    bool v6 = strchr(listen, ':') != NULL;
+    snprintf(rv->url, sizeof rv->url, "%s://%s%s%s:%lld/health",
+             op->cfg->serve.tls_cert != NULL ? "https" : "http", v6 && !any ? "[" : "",
+             any ? "127.0.0.1" : listen, v6 && !any ? "]" : "",
+             (long long)json_integer_value(json_object_get(j, "port")));
+    if (rv->stopped) {
+        rv->state = NAG_WARNING;
+        snprintf(rv->why, sizeof rv->why, "stopped; orders arrive only by the scheduled run");
+        goto out;
+    }
+    if (now - rv->heartbeat_ms > RECEIVER_STALE_MS) {
+        rv->state = NAG_CRITICAL;
+        snprintf(rv->why, sizeof rv->why, "no heartbeat for %lld s: not running",
+                 (long long)((now - rv->heartbeat_ms) / 1000));
+        goto out;
+    }
+    /* It says it runs: does it answer? (its own certificate: not checked) */
+    struct http_client *c = http_client_new("health");
+    struct cpb_http_request rq = {.size = sizeof rq,
+                                  .method = "GET",
+                                  .url = rv->url,
+                                  .timeout_ms = 5000,
+                                  .connect_timeout_ms = 3000,
+                                  .max_tries = 1,
+                                  .tls_no_verify = op->cfg->serve.tls_cert != NULL};
+    struct cpb_http_response resp;
+    memset(&resp, 0, sizeof resp);
+    rv->answering = c != NULL && http_perform(c, &rq, &resp) == CPB_OK && resp.status == 200;
+    if (!rv->answering) {
+        rv->state = NAG_CRITICAL;
+        snprintf(rv->why, sizeof rv->why, "not answering on %s (%s)", rv->url,
+                 resp.status > 0 ? "an error status" : "no connection");
+    }
+    http_response_free(&resp);
+    http_client_free(c);
+out:
+    json_decref(j);
+    free(text);
+}
+
 static int cmd_health(struct ops *op)
 {
     struct err e = {0};
@@ -219,6 +306,11 @@ static int cmd_health(struct ops *op)
     state = nag_worse(state, oldest.state);
     state = nag_worse(state, success.state);
     state = nag_worse(state, last_state);
+    struct receiver rv;
+    receiver_check(op, s.now_ms, &rv);
+    if (rv.known) {
+        state = nag_worse(state, rv.state);
+    }
 
     /* The plugin line. */
     buf_addf(&line, "CPBRIDGE %s - %lld pending", nag_names[state], (long long)pending.value);
@@ -250,6 +342,16 @@ static int cmd_health(struct ops *op)
     if (last_failed) {
         buf_adds(&line, ", last run FAILED");
     }
+    if (rv.known) {
+        if (rv.state != NAG_OK) {
+            buf_addf(&line, ", receiver %s", rv.why);
+        } else if (rv.last_delivery_ms > 0) {
+            buf_addf(&line, ", receiver up, last delivery %s ago",
+                     ops_fmt_age(s.now_ms - rv.last_delivery_ms, a, sizeof a));
+        } else {
+            buf_adds(&line, ", receiver up, no delivery yet");
+        }
+    }
     perf(&perfdata, &pending, true);
     perf(&perfdata, &due, false);
     perf(&perfdata, &invalid, true);
@@ -258,6 +360,10 @@ static int cmd_health(struct ops *op)
     perf(&perfdata, &success, true);
     perf(&perfdata, &after_failed, false);
     perf(&perfdata, &changed, false);
+    if (rv.known) {
+        buf_addf(&perfdata, " deliveries=%lldc bad_signatures=%lldc deliveries_per_minute=%.1f",
+                 (long long)rv.deliveries, (long long)rv.bad_signatures, rv.per_minute);
+    }
 
     if ((op->o.given & OPT_JSON) != 0) {
         json_t *j = json_object();
@@ -303,6 +409,20 @@ static int cmd_health(struct ops *op)
         } else {
             json_object_set_new(j, "last_run", json_null());
         }
+        if (rv.known) {
+            json_object_set_new(
+                j, "receiver",
+                json_pack("{s:s, s:b, s:o, s:o, s:o, s:I, s:I, s:f, s:s, s:s}", "status",
+                          nag_names[rv.state], "stopped", rv.stopped, "answering",
+                          rv.stopped ? json_null() : json_boolean(rv.answering), "heartbeat",
+                          ops_jwhen(rv.heartbeat_ms, true), "last_delivery",
+                          ops_jwhen(rv.last_delivery_ms, rv.last_delivery_ms > 0), "deliveries",
+                          (json_int_t)rv.deliveries, "bad_signatures",
+                          (json_int_t)rv.bad_signatures, "deliveries_per_minute", rv.per_minute,
+                          "url", rv.url, "problem", rv.why));
+        } else {
+            json_object_set_new(j, "receiver", json_null());
+        }
         json_object_set_new(j, "checks", checks);
         json_object_set_new(j, "perfdata", json_string(buf_str(&perfdata) + 1));
         ops_print_json(j);
@@ -334,6 +454,15 @@ static int cmd_health(struct ops *op)
     if (s.has_run) {
         printf("last run: %s, started %s\n", s.last_result,
                ops_fmt_when(s.last_run_started_ms, true, w, sizeof w));
+    }
+    if (rv.known) {
+        printf("receiver (cpbridge serve): %s, %lld deliveries (%.1f a minute lately), %lld bad"
+               " signatures, last delivery %s - %s\n",
+               rv.state == NAG_OK ? "up" : rv.why, (long long)rv.deliveries, rv.per_minute,
+               (long long)rv.bad_signatures,
+               rv.last_delivery_ms > 0 ? ops_fmt_when(rv.last_delivery_ms, true, w, sizeof w)
+                                       : "none",
+               nag_names[rv.state]);
     }
     if (invalid.value + dead.value > 0) {
         printf("next: cpbridge dlq %s list\n", op->path);

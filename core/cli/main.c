@@ -5,6 +5,7 @@
  */
 #include <dirent.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include "engine/pipeline.h"
 #include "engine/runner.h"
 #include "engine/schema.h"
+#include "engine/serve.h"
 #include "lib/err.h"
 #include "lib/text.h"
 #include "services/db.h"
@@ -32,6 +34,7 @@ static const char usage_main[] =
     "\n"
     "Commands:\n"
     "  run PIPELINE        run the pipeline once (schedule it every few minutes)\n"
+    "  serve PIPELINE      receive the store's webhooks and apply orders at once\n"
     "  check PIPELINE      validate the pipeline file, its stages and options\n"
     "  db init PIPELINE    create or upgrade the database schema (--demo: demo data)\n"
     "  health PIPELINE     business health for monitoring (exit 0/1/2/3)\n"
@@ -67,6 +70,25 @@ static const char usage_run[] =
     "Exit: 0 ok; 1 done but an order was held (invalid, dead), a source, an\n"
     "after-commit step or a notifier failed; 69 database unreachable; 75 another\n"
     "run of this pipeline is running (nothing done); 78 configuration error.\n";
+
+static const char usage_serve[] =
+    "usage: cpbridge serve PIPELINE [--port-file FILE] [--log-level LEVEL]\n"
+    "                      [--log-format text|json]\n"
+    "\n"
+    "Runs until SIGTERM or SIGINT: listens on serve.listen:serve.port (HTTPS with\n"
+    "serve.tls_cert and serve.tls_key) for the store's webhooks, POSTed to\n"
+    "/webhooks/<source id>, and answers each only once the order is staged; a few\n"
+    "workers (serve.workers) apply staged orders shortly after (serve.coalesce) and\n"
+    "at least every serve.sweep. GET /health answers \"ok\". Keep the scheduled\n"
+    "`cpbridge run` beside it: a store can drop or disable webhooks.\n"
+    "\n"
+    "  --port-file FILE   write the port listened on (useful with serve.port = 0)\n"
+    "  --log-level LEVEL  error, warn, info or debug (default: the pipeline's)\n"
+    "  --log-format FMT   text or json (default: the pipeline's)\n"
+    "\n"
+    "Exit: 0 stopped by a signal after finishing the work in flight; 69 database\n"
+    "unreachable or the port cannot be bound; 78 configuration error (no source\n"
+    "stage receives, a bad address, certificate or key).\n";
 
 static const char usage_check[] =
     "usage: cpbridge check PIPELINE [--connect]\n"
@@ -533,6 +555,79 @@ static int cmd_stages(int argc, char **argv)
     return CPB_EXIT_OK;
 }
 
+static int cmd_serve(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"port-file", required_argument, NULL, 'p'},
+        {"log-level", required_argument, NULL, 'L'},
+        {"log-format", required_argument, NULL, 'F'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct serve_options o = {0};
+    const char *level = NULL;
+    const char *format = NULL;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'p':
+            o.port_file = optarg;
+            break;
+        case 'L':
+            level = optarg;
+            break;
+        case 'F':
+            format = optarg;
+            break;
+        case 'h':
+            fputs(usage_serve, stdout);
+            return CPB_EXIT_OK;
+        default:
+            fputs(usage_serve, stderr);
+            return CPB_EXIT_USAGE;
+        }
+    }
+    if (optind != argc - 1) {
+        return usage_error(usage_serve, "%s", "serve wants exactly one PIPELINE file");
+    }
+    o.pipeline_path = argv[optind];
+
+    /* Read the log settings first, as run does. */
+    struct err e = {0};
+    struct pipeline *p = NULL;
+    if (pipeline_open(o.pipeline_path, &p, &e) != 0) {
+        return report(&e);
+    }
+    int code = setup_log(p->cfg, level, format);
+    pipeline_close(p);
+    if (code != 0) {
+        return code;
+    }
+    /* The signals are taken by this thread only: block them before the
+     * server's threads start (they inherit the mask). */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    struct server *srv = NULL;
+    if (serve_start(&o, &srv, &e) != 0) {
+        return report(&e);
+    }
+    const struct timespec second = {1, 0};
+    for (;;) {
+        int sig = sigtimedwait(&stop, NULL, &second);
+        if (sig == SIGTERM || sig == SIGINT) {
+            log_msg(CPB_LOG_INFO, NULL, 0, "%s: finishing the work in flight, then stopping",
+                    sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            break;
+        }
+        serve_tick(srv);
+    }
+    serve_stop(srv);
+    return CPB_EXIT_OK;
+}
+
 int main(int argc, char **argv)
 {
     struct err e = {0};
@@ -559,6 +654,8 @@ int main(int argc, char **argv)
     argv++;
     if (strcmp(verb, "run") == 0) {
         code = cmd_run(argc, argv);
+    } else if (strcmp(verb, "serve") == 0) {
+        code = cmd_serve(argc, argv);
     } else if (strcmp(verb, "check") == 0) {
         code = cmd_check(argc, argv);
     } else if (strcmp(verb, "db") == 0) {
@@ -568,8 +665,9 @@ int main(int argc, char **argv)
     } else if (ops_has(verb)) {
         code = ops_main(verb, argc, argv);
     } else {
-        static const char *const verbs[] = {"run",    "check",  "db",  "health",   "status",
-                                            "orders", "stages", "dlq", "rollback", "version"};
+        static const char *const verbs[] = {"run",    "serve",    "check",  "db",
+                                            "health", "status",   "orders", "stages",
+                                            "dlq",    "rollback", "version"};
         int s = text_suggest(verb, verbs, sizeof verbs / sizeof verbs[0]);
         fprintf(stderr, "cpbridge: unknown command '%s'%s%s%s\n\n%s", verb,
                 s >= 0 ? " (did you mean '" : "", s >= 0 ? verbs[s] : "", s >= 0 ? "'?)" : "",

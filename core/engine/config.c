@@ -119,6 +119,34 @@ static const struct cpb_option health_table[] = {
      "Time since the last successful run that makes health CRITICAL."},
     {NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL}};
 
+static const struct cpb_option serve_table[] = {
+    {"listen", CPB_OPT_STRING, 0, "127.0.0.1", 1, 64, NULL, offsetof(struct config_serve, listen),
+     "`cpbridge serve`: the IPv4 or IPv6 address to listen on (a reverse proxy or the firewall"
+     " forwards the store's deliveries here)."},
+    {"port", CPB_OPT_INT, 0, "8787", 0, 65535, NULL, offsetof(struct config_serve, port),
+     "`cpbridge serve`: the TCP port; 0 takes any free one."},
+    {"tls_cert", CPB_OPT_STRING, 0, NULL, 1, 4096, NULL, offsetof(struct config_serve, tls_cert),
+     "`cpbridge serve`: a PEM certificate (chain) file to answer over HTTPS; needs tls_key."},
+    {"tls_key", CPB_OPT_STRING, 0, NULL, 1, 4096, NULL, offsetof(struct config_serve, tls_key),
+     "`cpbridge serve`: the PEM private key file of tls_cert."},
+    {"workers", CPB_OPT_INT, 0, "2", 1, 16, NULL, offsetof(struct config_serve, workers),
+     "`cpbridge serve`: threads that claim and apply staged orders, each with its own database"
+     " connection."},
+    {"coalesce", CPB_OPT_DURATION, 0, "250ms", 0, 10 * MS_S, NULL,
+     offsetof(struct config_serve, coalesce_ms),
+     "`cpbridge serve`: after a delivery, wait this long for more before applying, so a burst is"
+     " applied in a few claims instead of a transaction storm."},
+    {"sweep", CPB_OPT_DURATION, 0, "1m", MS_S, MS_H, NULL, offsetof(struct config_serve, sweep_ms),
+     "`cpbridge serve`: apply at least this often without a delivery (retries that came due)."},
+    {"max_body", CPB_OPT_INT, 0, "4194304", 1024, 67108864, NULL,
+     offsetof(struct config_serve, max_body),
+     "`cpbridge serve`: the largest delivery body in bytes; a larger one gets 413."},
+    {"metrics_file", CPB_OPT_STRING, 0, NULL, 1, 4096, NULL,
+     offsetof(struct config_serve, metrics_file),
+     "`cpbridge serve`: Prometheus textfile with the receiver's counters, rewritten every 15 s;"
+     " unset: none."},
+    {NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL}};
+
 static const struct cpb_option alerts_table[] = {
     {"throttle", CPB_OPT_DURATION, 0, "1h", MS_M, 30 * MS_D, NULL,
      offsetof(struct config_alerts, throttle_ms),
@@ -126,11 +154,11 @@ static const struct cpb_option alerts_table[] = {
      " time (one digest per event and run either way)."},
     {NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL}};
 
-const char *const config_engine_blocks[] = {"database", "run",    "retry",  "log",
-                                            "metrics",  "health", "alerts", NULL};
+const char *const config_engine_blocks[] = {"database", "run",    "retry", "log", "metrics",
+                                            "health",   "alerts", "serve", NULL};
 
-static const char *const top_keys[] = {"name", "stage_dirs", "database", "run",    "retry",
-                                       "log",  "metrics",    "health",   "alerts", "stages"};
+static const char *const top_keys[] = {"name",    "stage_dirs", "database", "run",   "retry", "log",
+                                       "metrics", "health",     "alerts",   "serve", "stages"};
 
 static const char *const stage_keys[] = {"stage", "id", "on", "enabled", "options"};
 
@@ -159,6 +187,9 @@ const struct cpb_option *config_engine_table(const char *block)
     }
     if (strcmp(block, "alerts") == 0) {
         return alerts_table;
+    }
+    if (strcmp(block, "serve") == 0) {
+        return serve_table;
     }
     return NULL;
 }
@@ -764,7 +795,8 @@ enum {
     STORE_LOG,
     STORE_METRICS,
     STORE_HEALTH,
-    STORE_ALERTS
+    STORE_ALERTS,
+    STORE_SERVE
 };
 
 static int fill_block(struct config *cfg, const config_setting_t *root, const char *block,
@@ -824,10 +856,15 @@ static int load_engine(struct config *cfg, const config_setting_t *root, struct 
         fill_block(cfg, root, "log", log_table, &cfg->log, STORE_LOG, err) != 0 ||
         fill_block(cfg, root, "metrics", metrics_table, &cfg->metrics, STORE_METRICS, err) != 0 ||
         fill_block(cfg, root, "health", health_table, &cfg->health, STORE_HEALTH, err) != 0 ||
-        fill_block(cfg, root, "alerts", alerts_table, &cfg->alerts, STORE_ALERTS, err) != 0) {
+        fill_block(cfg, root, "alerts", alerts_table, &cfg->alerts, STORE_ALERTS, err) != 0 ||
+        fill_block(cfg, root, "serve", serve_table, &cfg->serve, STORE_SERVE, err) != 0) {
         return -1;
     }
     cfg->database.dialect = dialect_choices[cfg->database.dialect_index];
+    if ((cfg->serve.tls_cert == NULL) != (cfg->serve.tls_key == NULL)) {
+        return err_set(err, CPB_EXIT_CONFIG,
+                       "block 'serve': tls_cert and tls_key go together: set both, or neither");
+    }
 
     const config_setting_t *retry = config_setting_get_member(root, "retry");
     const config_setting_t *health = config_setting_get_member(root, "health");

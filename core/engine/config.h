@@ -80,6 +80,18 @@ struct config_metrics {
     const char *file;        /* Prometheus textfile path, or NULL */
 };
 
+struct config_serve {
+    const char *listen;       /* address to bind */
+    int64_t port;             /* 0: any free port */
+    const char *tls_cert;     /* PEM certificate chain file, or NULL */
+    const char *tls_key;      /* PEM private key file, or NULL */
+    int64_t workers;          /* threads that apply staged orders */
+    int64_t coalesce_ms;      /* wait after a delivery before applying */
+    int64_t sweep_ms;         /* apply at least this often (retries coming due) */
+    int64_t max_body;         /* bytes; larger deliveries get 413 */
+    const char *metrics_file; /* the receiver's Prometheus textfile, or NULL */
+};
+
 struct config_health {
     int64_t pending_warn, pending_crit;
     int64_t dead_warn, dead_crit;
@@ -104,6 +116,7 @@ struct config {
     struct config_metrics metrics;
     struct config_health health;
     struct config_alerts alerts;
+    struct config_serve serve;
     struct config_stage *stages;
     size_t n_stages;
     /* private */

@@ -17,6 +17,7 @@
 #include "engine/staging.h"
 #include "lib/buf.h"
 #include "services/http.h"
+#include "services/httpd.h"
 #include "services/log.h"
 
 /* A reason given with reason_at for one record of a process_batch call. */
@@ -145,6 +146,26 @@ static enum cpb_status h_emit_many(struct cpb_ctx *ctx, json_t *const *orders, s
         ret = out[i] == CPB_RETRY ? CPB_RETRY : ret;
     }
     return ret;
+}
+
+static const char *h_delivery_header(const struct cpb_delivery *d, const char *name)
+{
+    if (d == NULL || d->priv == NULL || name == NULL) {
+        return NULL;
+    }
+    return httpd_header(d->priv, name);
+}
+
+static enum cpb_status h_withdraw(struct cpb_ctx *ctx, const char *external_id, const char *why)
+{
+    if (ctx->env->withdraw == NULL || external_id == NULL) {
+        reason_f(ctx, "host.withdraw", "%s",
+                 external_id == NULL ? "withdraw: no order id"
+                                     : "withdraw is only available to a source stage receiving a"
+                                       " delivery");
+        return CPB_FAIL;
+    }
+    return ctx->env->withdraw(ctx->env->owner, ctx, external_id, why != NULL ? why : "");
 }
 
 /* "<pipeline>/<stage id>/<key>": state is per pipeline and instance. */
@@ -446,6 +467,8 @@ static const struct cpb_host services = {
     .http_many = h_http_many,
     .reason_at = h_reason_at,
     .emit_many = h_emit_many,
+    .delivery_header = h_delivery_header,
+    .withdraw = h_withdraw,
 };
 
 const struct cpb_host *host_services(void)

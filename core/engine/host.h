@@ -25,6 +25,9 @@ struct host_env {
     enum cpb_status (*emit)(void *owner, struct cpb_ctx *ctx, json_t *order);
     enum cpb_status (*emit_many)(void *owner, struct cpb_ctx *ctx, json_t *const *orders, size_t n,
                                  enum cpb_status *out);
+    /* The store removed an order (serve's intake only; NULL elsewhere). */
+    enum cpb_status (*withdraw)(void *owner, struct cpb_ctx *ctx, const char *external_id,
+                                const char *why);
     void (*event)(void *owner, struct cpb_ctx *ctx, const char *name, json_t *details);
     void *owner;
 };

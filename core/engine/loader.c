@@ -57,6 +57,7 @@ static const size_t stage_size_by_minor[] = {
     STAGE_END_OF(fini),          /* 1.0 */
     STAGE_END_OF(process_batch), /* 1.1 */
     STAGE_END_OF(process_batch), /* 1.2: only the host grew */
+    STAGE_END_OF(receive),       /* 1.3 */
 };
 _Static_assert(sizeof stage_size_by_minor / sizeof stage_size_by_minor[0] == CPB_ABI_MINOR + 1,
                "stage_size_by_minor needs one entry per ABI minor");
@@ -459,6 +460,10 @@ int loader_check(const char *name, const char *path, const struct cpb_stage *des
         return err_set(err, CPB_EXIT_CONFIG,
                        "%s: process_batch is for after-commit stages only (kind %d)", what, kind);
     }
+    if (loader_receive(desc) != NULL && desc->kind != CPB_SOURCE) {
+        return err_set(err, CPB_EXIT_CONFIG, "%s: receive is for source stages only (kind %d)",
+                       what, kind);
+    }
     if (desc->version == NULL || desc->summary == NULL) {
         return err_set(err, CPB_EXIT_CONFIG, "%s: the descriptor has no %s", what,
                        desc->version == NULL ? "version" : "summary");
@@ -481,6 +486,15 @@ loader_batch_fn loader_process_batch(const struct cpb_stage *desc)
         return NULL;
     }
     return desc->process_batch;
+}
+
+loader_receive_fn loader_receive(const struct cpb_stage *desc)
+{
+    /* Before 1.3 the descriptor ends before the member. */
+    if (desc->abi_minor < 3 || desc->size < STAGE_END_OF(receive)) {
+        return NULL;
+    }
+    return desc->receive;
 }
 
 /* `name` and `path` are borrowed; *out receives a new handle and a new copy

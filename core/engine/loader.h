@@ -43,6 +43,11 @@ typedef void (*loader_batch_fn)(void *state, struct cpb_record *const *recs, siz
                                 enum cpb_status *out);
 loader_batch_fn loader_process_batch(const struct cpb_stage *desc);
 
+/* The stage's receive (ABI 1.3), or NULL when it has none or predates it. */
+typedef enum cpb_status (*loader_receive_fn)(void *state, const struct cpb_delivery *d,
+                                             struct cpb_answer *ans);
+loader_receive_fn loader_receive(const struct cpb_stage *desc);
+
 /* dlclose and free; the struct is zeroed. Safe on a zeroed struct. */
 void loader_close(struct loaded_stage *s);
 

@@ -14,6 +14,7 @@
  */
 #include "engine/runner.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1466,7 +1467,7 @@ int runner_run(struct pipeline *p, const struct run_options *o, struct run_resul
         goto out;
     }
     snprintf(r.alert_file, sizeof r.alert_file, "%s.alerts.json", lock_path);
-    int got = lock_acquire(lock_path, &lock_fd, err);
+    int got = o->apply_only ? 0 : lock_acquire(lock_path, &lock_fd, err);
     if (got != 0) {
         if (got == 1) {
             err_set(err, CPB_EXIT_TEMPFAIL, "another run of pipeline '%s' holds %s; nothing done",
@@ -1491,17 +1492,21 @@ int runner_run(struct pipeline *p, const struct run_options *o, struct run_resul
         }
         goto out;
     }
-    if (!o->dry_run) {
+    if (!o->dry_run && !o->apply_only) {
         check_schedule(&r);
     }
-    if (!o->dry_run && staging_run_start(r.db, res->run_id, p->cfg->name, host, t0) != CPB_OK) {
+    /* serve's workers log a run only when they claimed something (below). */
+    if (!o->dry_run && !o->apply_only &&
+        staging_run_start(r.db, res->run_id, p->cfg->name, host, t0) != CPB_OK) {
         err_set(err, CPB_EXIT_UNAVAILABLE, "could not write the run log: %s", db_last_error(r.db));
         code = CPB_EXIT_UNAVAILABLE;
         goto out;
     }
 
     if (!o->dry_run) {
-        run_sources(&r);
+        if (!o->apply_only) {
+            run_sources(&r);
+        }
         r.due_by = host_now_ms();
         if (!has_kind(p, CPB_STEP)) {
             /* Nothing would apply an order: claiming one would mark it
@@ -1527,7 +1532,14 @@ int runner_run(struct pipeline *p, const struct run_options *o, struct run_resul
     if (o->dry_run) {
         goto out;
     }
-    if (!r.fatal_db) {
+    if (o->apply_only && res->counts.claimed == 0 && json_object_size(r.events) == 0) {
+        goto out; /* a sweep that found nothing: no run log row, no summary */
+    }
+    if (o->apply_only && !r.fatal_db &&
+        staging_run_start(r.db, res->run_id, p->cfg->name, host, t0) != CPB_OK) {
+        log_msg(CPB_LOG_ERROR, NULL, 0, "could not write the run log: %s", db_last_error(r.db));
+    }
+    if (!r.fatal_db && !o->apply_only) {
         check_stale(&r);
     }
     event_obj(&r, "run.summary");
@@ -1548,7 +1560,7 @@ int runner_run(struct pipeline *p, const struct run_options *o, struct run_resul
 out:
     res->exit_code = code;
     if (p->cfg->metrics.file != NULL && !o->dry_run && code != CPB_EXIT_TEMPFAIL &&
-        r.times != NULL) {
+        r.times != NULL && (!o->apply_only || res->counts.claimed > 0)) {
         write_metrics(&r, r.fatal_db ? NULL : r.db, t0, code);
     }
     p->env.emit = NULL;
@@ -1562,4 +1574,173 @@ out:
     free(r.times);
     free(r.after);
     return code;
+}
+
+/* ---- serve's intake --------------------------------------------------------- */
+
+struct runner_intake {
+    struct runner r;
+    struct run_options o;
+    struct run_result res;
+    pthread_mutex_t mu; /* one delivery at a time through the stages and r.db */
+};
+
+static enum cpb_status on_withdraw(void *owner, struct cpb_ctx *ctx, const char *ext,
+                                   const char *why)
+{
+    struct runner *r = owner;
+    const char *source = host_services()->stage_id(ctx);
+    enum withdraw_outcome outcome = WITHDRAW_UNKNOWN;
+    int64_t id = 0;
+    enum cpb_status rc =
+        staging_withdraw(r->db, source, ext, why, r->res->run_id, host_now_ms(), &outcome, &id);
+    if (rc != CPB_OK) {
+        log_msg(CPB_LOG_ERROR, source, 0, "could not record that order %s was removed: %s", ext,
+                db_last_error(r->db));
+        (void)db_recover(r);
+        return CPB_RETRY;
+    }
+    struct staged_order so = {.id = id, .source = (char *)source, .ext_id = (char *)ext};
+    switch (outcome) {
+    case WITHDRAW_CANCELLED:
+        log_msg(CPB_LOG_INFO, source, id, "order %s cancelled: %s", ext, why);
+        return CPB_OK;
+    case WITHDRAW_FLAGGED:
+        log_msg(CPB_LOG_WARN, source, id,
+                "order %s was removed in the store after it was applied; flagged for review: %s",
+                ext, why);
+        event_order(r, "order.changed", &so, "order.deleted", why);
+        r->attention = true;
+        return CPB_OK;
+    case WITHDRAW_UNKNOWN:
+        log_msg(CPB_LOG_INFO, source, 0, "order %s was removed in the store; it is not staged here",
+                ext);
+        break;
+    case WITHDRAW_ALREADY:
+        break;
+    }
+    return CPB_SKIP;
+}
+
+int runner_intake_open(struct pipeline *p, const char *pipeline_path, struct runner_intake **out,
+                       struct err *err)
+{
+    struct runner_intake *in = calloc(1, sizeof *in);
+    char lock_path[1024];
+    *out = NULL;
+    if (in == NULL) {
+        return err_set(err, CPB_EXIT_SOFTWARE, "out of memory");
+    }
+    in->o.pipeline_path = pipeline_path;
+    in->r.p = p;
+    in->r.o = &in->o;
+    in->r.res = &in->res;
+    host_services()->uuid(NULL, in->res.run_id);
+    in->r.events = json_object();
+    in->r.times = calloc(p->n > 0 ? p->n : 1, sizeof *in->r.times);
+    if (in->r.events == NULL || in->r.times == NULL || pthread_mutex_init(&in->mu, NULL) != 0) {
+        json_decref(in->r.events);
+        free(in->r.times);
+        free(in);
+        return err_set(err, CPB_EXIT_SOFTWARE, "out of memory");
+    }
+    if (p->cfg->run.lock_file != NULL) {
+        snprintf(lock_path, sizeof lock_path, "%s", p->cfg->run.lock_file);
+    } else if (lock_default_path(p->cfg->name, lock_path, sizeof lock_path) != 0) {
+        lock_path[0] = '\0';
+    }
+    snprintf(in->r.alert_file, sizeof in->r.alert_file, "%s.alerts.json", lock_path);
+    p->env.owner = &in->r;
+    p->env.event = on_stage_event;
+    p->env.emit = on_emit;
+    p->env.emit_many = on_emit_many;
+    p->env.withdraw = on_withdraw;
+    if (connect_db(&in->r, err) != 0) {
+        runner_intake_close(in);
+        return -1;
+    }
+    *out = in;
+    return 0;
+}
+
+enum cpb_status runner_intake_receive(struct runner_intake *in, const char *stage_id,
+                                      const struct cpb_delivery *d, struct cpb_answer *ans)
+{
+    struct pipeline *p = in->r.p;
+    enum cpb_status st = CPB_FAIL;
+    pthread_mutex_lock(&in->mu);
+    log_set_run(in->res.run_id, p->cfg->name);
+    ans->status = 404;
+    snprintf(ans->message, sizeof ans->message, "no source stage receives here\n");
+    for (size_t i = 0; i < p->n; i++) {
+        struct stage_inst *s = &p->st[i];
+        loader_receive_fn receive = loader_receive(s->ls.desc);
+        if (s->ls.desc->kind != CPB_SOURCE || receive == NULL || strcmp(s->cs->id, stage_id) != 0) {
+            continue;
+        }
+        if (in->r.fatal_db || db_broken(in->r.db)) {
+            in->r.fatal_db = false;
+            if (!db_recover(&in->r)) {
+                ans->status = 503;
+                snprintf(ans->message, sizeof ans->message, "the database is unreachable\n");
+                st = CPB_RETRY;
+                break;
+            }
+        }
+        int64_t t0 = mono_us();
+        host_reason_clear(s->ctx);
+        st = receive(s->state, d, ans);
+        in->r.times[i].calls++;
+        in->r.times[i].us += mono_us() - t0;
+        break;
+    }
+    pthread_mutex_unlock(&in->mu);
+    return st;
+}
+
+void runner_intake_flush(struct runner_intake *in)
+{
+    pthread_mutex_lock(&in->mu);
+    if (json_object_size(in->r.events) > 0) {
+        log_set_run(in->res.run_id, in->r.p->cfg->name);
+        deliver_events(&in->r);
+        json_object_clear(in->r.events);
+    }
+    pthread_mutex_unlock(&in->mu);
+}
+
+enum cpb_status runner_intake_state_set(struct runner_intake *in, const char *key,
+                                        const char *value)
+{
+    pthread_mutex_lock(&in->mu);
+    enum cpb_status rc = in->r.db != NULL && !db_broken(in->r.db)
+                             ? staging_state_set(in->r.db, key, value, host_now_ms())
+                             : CPB_RETRY;
+    if (rc != CPB_OK && in->r.db != NULL) {
+        (void)db_recover(&in->r);
+    }
+    pthread_mutex_unlock(&in->mu);
+    return rc;
+}
+
+void runner_intake_close(struct runner_intake *in)
+{
+    if (in == NULL) {
+        return;
+    }
+    if (in->r.db != NULL) {
+        runner_intake_flush(in);
+    }
+    struct pipeline *p = in->r.p;
+    p->env.emit = NULL;
+    p->env.emit_many = NULL;
+    p->env.withdraw = NULL;
+    p->env.event = NULL;
+    p->env.owner = NULL;
+    p->env.db = NULL;
+    db_close(in->r.db);
+    json_decref(in->r.events);
+    free(in->r.times);
+    pthread_mutex_destroy(&in->mu);
+    free(in);
 }

@@ -21,6 +21,9 @@ struct run_options {
     const char *since;         /* handed to sources as "since", or NULL */
     const char *pipeline_path; /* as given on the command line, for the
                                   commands put into alerts */
+    bool apply_only;           /* no sources and no run lock: serve's workers,
+                                  which share the database's claims with
+                                  scheduled runs */
 };
 
 struct run_result {
@@ -41,5 +44,35 @@ struct run_result {
  */
 int runner_run(struct pipeline *p, const struct run_options *o, struct run_result *res,
                struct err *err);
+
+/*
+ * The intake of `cpbridge serve`: a pipeline whose source stages receive
+ * deliveries and stage them through the same emit path a run uses. One
+ * intake serves every thread of the server (its calls are serialised).
+ * `p` (opened and initialised) and `pipeline_path` are borrowed until
+ * runner_intake_close. Returns 0, or -1 with err set (CPB_EXIT_UNAVAILABLE,
+ * CPB_EXIT_CONFIG).
+ */
+struct runner_intake;
+int runner_intake_open(struct pipeline *p, const char *pipeline_path, struct runner_intake **out,
+                       struct err *err);
+
+/* Hand delivery `d` (borrowed) to the source stage `stage_id` and fill
+ * `ans` (the caller's): what the stage's receive returned, or CPB_FAIL with
+ * 404 when no source stage of that id receives. */
+enum cpb_status runner_intake_receive(struct runner_intake *in, const char *stage_id,
+                                      const struct cpb_delivery *d, struct cpb_answer *ans);
+
+/* Deliver the events receiving raised (order.invalid, ...) to the
+ * pipeline's notifiers, as a run does at its end. */
+void runner_intake_flush(struct runner_intake *in);
+
+/* Persist `value` (borrowed) for `key` (borrowed) in USER_STATE through the
+ * intake's connection. */
+enum cpb_status runner_intake_state_set(struct runner_intake *in, const char *key,
+                                        const char *value);
+
+/* Flush, disconnect and free; NULL is accepted. */
+void runner_intake_close(struct runner_intake *in);
 
 #endif

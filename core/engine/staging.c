@@ -5,6 +5,7 @@
  */
 #include "engine/staging.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -425,6 +426,101 @@ enum cpb_status staging_upsert_many(struct db *db, const char *source, struct st
 {
     struct upsert_many_args m = {source, items, n, now, run_id};
     return sql_tx(db, upsert_many_in_tx, &m);
+}
+
+struct withdraw_args {
+    const char *source;
+    const char *ext_id;
+    const char *why;
+    const char *run_id;
+    int64_t now;
+    enum withdraw_outcome outcome;
+    int64_t id;
+};
+
+/* The changed-version mark of an applied order the store removed. */
+#define WITHDRAWN_HASH "deleted"
+
+static enum cpb_status withdraw_in_tx(struct db *db, void *arg)
+{
+    struct withdraw_args *w = arg;
+    struct cpb_stmt *st = NULL;
+    const char *v = NULL;
+    char status[16] = "";
+    char changed[72] = "";
+    int64_t rows = 0;
+    enum cpb_status rc =
+        sql_query(db,
+                  "SELECT STAGING_ID, STATUS, CHANGED_HASH FROM USER_ORDER_STAGING"
+                  " WHERE SOURCE = ? AND EXT_ORDER_ID = ?",
+                  (struct sql_arg[]){sql_text(w->source), sql_text(w->ext_id)}, 2, &st);
+    if (rc == CPB_OK) {
+        rc = db_fetch(st);
+    }
+    if (rc == CPB_SKIP) {
+        w->outcome = WITHDRAW_UNKNOWN;
+        rc = CPB_OK;
+        goto out;
+    }
+    if (rc != CPB_OK || (rc = db_col_int(st, 1, &w->id, NULL)) != CPB_OK ||
+        (rc = db_col_text(st, 2, &v)) != CPB_OK) {
+        goto out;
+    }
+    snprintf(status, sizeof status, "%s", v != NULL ? v : "");
+    if (db_col_text(st, 3, &v) == CPB_OK && v != NULL) {
+        snprintf(changed, sizeof changed, "%s", v);
+    }
+    db_finalize(st);
+    st = NULL;
+    if (strcmp(status, ST_PENDING) == 0 || strcmp(status, ST_INVALID) == 0 ||
+        strcmp(status, ST_DEAD) == 0) {
+        struct sql_arg a[] = {sql_text(w->why), sql_time(w->now), sql_int(w->id), sql_text(status)};
+        rc = sql_exec(db,
+                      "UPDATE USER_ORDER_STAGING SET STATUS = 'CANCELLED', LEASE_TOKEN = NULL,"
+                      " LEASE_OWNER = NULL, LEASE_UNTIL = NULL, LAST_ERROR_CODE = 'order.deleted',"
+                      " LAST_ERROR = ?, UPDATED_DT = ? WHERE STAGING_ID = ? AND STATUS = ?",
+                      a, SQL_NARGS(a), &rows);
+        if (rc == CPB_OK && rows != 1) {
+            rc = CPB_RETRY; /* it moved on meanwhile: the store sends it again */
+        }
+        if (rc == CPB_OK) {
+            w->outcome = WITHDRAW_CANCELLED;
+            rc = record(db, w->id, w->run_id, "cancelled", status, ST_CANCELLED, "order.deleted",
+                        w->why, w->now);
+        }
+        goto out;
+    }
+    if (strcmp(status, ST_APPLIED) == 0 && strcmp(changed, WITHDRAWN_HASH) != 0) {
+        rc =
+            sql_exec(db,
+                     "UPDATE USER_ORDER_STAGING SET CHANGED_AFTER_APPLY = 1, CHANGED_HASH = ?,"
+                     " UPDATED_DT = ? WHERE STAGING_ID = ?",
+                     (struct sql_arg[]){sql_text(WITHDRAWN_HASH), sql_time(w->now), sql_int(w->id)},
+                     3, NULL);
+        if (rc == CPB_OK) {
+            w->outcome = WITHDRAW_FLAGGED;
+            rc = record(db, w->id, w->run_id, "changed.after_apply", status, status,
+                        "order.deleted", w->why, w->now);
+        }
+        goto out;
+    }
+    w->outcome = WITHDRAW_ALREADY;
+out:
+    db_finalize(st);
+    return rc;
+}
+
+enum cpb_status staging_withdraw(struct db *db, const char *source, const char *ext_id,
+                                 const char *why, const char *run_id, int64_t now,
+                                 enum withdraw_outcome *outcome, int64_t *id)
+{
+    struct withdraw_args w = {source, ext_id, why, run_id, now, WITHDRAW_UNKNOWN, 0};
+    enum cpb_status rc = sql_tx(db, withdraw_in_tx, &w);
+    *outcome = rc == CPB_OK ? w.outcome : WITHDRAW_UNKNOWN;
+    if (id != NULL) {
+        *id = rc == CPB_OK ? w.id : 0;
+    }
+    return rc;
 }
 
 struct claim_args {

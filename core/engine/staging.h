@@ -85,6 +85,25 @@ struct staging_item {
 enum cpb_status staging_upsert_many(struct db *db, const char *source, struct staging_item *items,
                                     size_t n, int64_t now, const char *run_id);
 
+/* What staging_withdraw did. */
+enum withdraw_outcome {
+    WITHDRAW_UNKNOWN = 0,   /* no such order of this source: nothing done */
+    WITHDRAW_CANCELLED = 1, /* staged, not applied: now CANCELLED */
+    WITHDRAW_FLAGGED = 2,   /* applied: flagged for a person (CHANGED_AFTER_APPLY) */
+    WITHDRAW_ALREADY = 3    /* already cancelled, rolled back or flagged so */
+};
+
+/*
+ * The store removed order `ext_id` of `source` (e.g. moved it to the
+ * trash): in one transaction, an order not yet applied (PENDING, INVALID,
+ * DEAD) becomes CANCELLED, its lease dropped, and an applied one is flagged
+ * for a person; each with an audit event carrying `why` (borrowed) and the
+ * run. *id (may be NULL) receives the staging id, 0 when unknown.
+ */
+enum cpb_status staging_withdraw(struct db *db, const char *source, const char *ext_id,
+                                 const char *why, const char *run_id, int64_t now,
+                                 enum withdraw_outcome *outcome, int64_t *id);
+
 /*
  * Claim up to `limit` due orders for this runner: PENDING orders whose next
  * attempt time is at or before `due_by` (the runner passes its start time,

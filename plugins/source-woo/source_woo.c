@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@
 
 #include "stage_util.h"
 #include "woo_api.h"
+#include "woo_webhook.h"
 
 /* Longest status list sent (bytes of "a,b,c"). */
 #define SOURCE_WOO_STATUS_MAX 600
@@ -43,6 +45,7 @@ struct source_woo_opts {
     int64_t overlap_ms;
     int64_t per_page;
     int64_t max_pages;
+    const char *webhook_secret;
 };
 
 static const struct cpb_option source_woo_options[] = {
@@ -88,6 +91,11 @@ static const struct cpb_option source_woo_options[] = {
     {"ca_file", CPB_OPT_STRING, 0, NULL, 1, 4096, NULL,
      offsetof(struct source_woo_opts, conn.ca_file),
      "CA bundle (PEM) that signed the store's certificate; default: the system's."},
+    {"webhook_secret", CPB_OPT_STRING, CPB_OPT_SECRET, NULL, 1, 200, NULL,
+     offsetof(struct source_woo_opts, webhook_secret),
+     "The secret of the store's order webhooks, for `cpbridge serve` (deliveries to"
+     " /webhooks/<this stage's id>); \"file:/path\" reads it from a file. Unset: deliveries are"
+     " refused (503) and only polling stages orders."},
     {NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL},
 };
 
@@ -560,17 +568,141 @@ static enum cpb_status source_woo_process(void *state, struct cpb_record *rec)
     return CPB_OK;
 }
 
+/* ---- webhooks (cpbridge serve) ---------------------------------------------------- */
+
+static enum cpb_status answer(struct cpb_answer *ans, int status, enum cpb_status st,
+                              const char *fmt, ...) CPB_PRINTF(4, 5);
+static enum cpb_status answer(struct cpb_answer *ans, int status, enum cpb_status st,
+                              const char *fmt, ...)
+{
+    va_list ap;
+    ans->status = status;
+    va_start(ap, fmt);
+    vsnprintf(ans->message, sizeof ans->message, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+static bool wanted_status(const struct source_woo *s, const char *status)
+{
+    for (size_t i = 0; s->o->statuses != NULL && s->o->statuses[i] != NULL; i++) {
+        if (strcmp(s->o->statuses[i], "any") == 0 ||
+            (status != NULL && strcmp(s->o->statuses[i], status) == 0)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * One delivery: the unsigned ping gets 200; anything else must carry the
+ * signature of its raw bytes (401 without it, one warning, nothing read);
+ * then an order topic with an order object, staged as polling stages it
+ * (the same statuses), or for order.deleted withdrawn. 200 only once that
+ * is durable; 503 when the database failed, so the store sends it again.
+ */
+static enum cpb_status source_woo_receive(void *state, const struct cpb_delivery *d,
+                                          struct cpb_answer *ans)
+{
+    struct source_woo *s = state;
+    const struct cpb_host *h = s->host;
+    const char *sig = h->delivery_header(d, "X-WC-Webhook-Signature");
+    const char *topic = h->delivery_header(d, "X-WC-Webhook-Topic");
+    char shown[100];
+    json_error_t jerr;
+    json_t *doc = NULL;
+    enum cpb_status rc;
+
+    if (s->o->webhook_secret == NULL) {
+        h->log(s->ctx, CPB_LOG_ERROR,
+               "a webhook delivery from %s was refused: webhook_secret is not set for this stage",
+               d->remote);
+        return answer(ans, 503, CPB_FAIL, "this source has no webhook_secret\n");
+    }
+    if (sig == NULL && woo_webhook_is_ping(d->body, d->body_len)) {
+        stage_quote(d->body, 40, shown, sizeof shown);
+        h->log(s->ctx, CPB_LOG_INFO, "webhook ping from %s (%s): answered, the webhook activates",
+               d->remote, shown);
+        return answer(ans, 200, CPB_SKIP, "ok\n");
+    }
+    if (!woo_webhook_signed(s->o->webhook_secret, d->body, d->body_len, sig)) {
+        h->log(s->ctx, CPB_LOG_WARN,
+               "a delivery from %s was refused: %s signature (X-WC-Webhook-Signature); is the"
+               " webhook's secret the same as webhook_secret?",
+               d->remote, sig == NULL ? "no" : "a wrong");
+        return answer(ans, 401, CPB_FAIL, "bad or missing signature\n");
+    }
+    stage_quote(topic, 40, shown, sizeof shown);
+    if (topic == NULL || strncmp(topic, "order.", 6) != 0) {
+        h->log(s->ctx, CPB_LOG_WARN,
+               "a signed delivery from %s is not about an order (topic '%s'): refused; give the"
+               " webhook an order.* topic",
+               d->remote, shown);
+        return answer(ans, 400, CPB_FAIL, "not an order topic\n");
+    }
+    doc = json_loadb(d->body, d->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *id = json_object_get(doc, "id");
+    if (!json_is_object(doc) || !json_is_integer(id) || json_integer_value(id) <= 0) {
+        h->log(s->ctx, CPB_LOG_WARN, "a signed %s delivery from %s is not an order: %s; refused",
+               shown, d->remote, doc == NULL ? jerr.text : "no positive integer \"id\"");
+        rc = answer(ans, 400, CPB_FAIL, "the body is not an order\n");
+        goto out;
+    }
+    char ext[24];
+    snprintf(ext, sizeof ext, "%lld", (long long)json_integer_value(id));
+    if (strcmp(topic, "order.deleted") == 0) {
+        char why[120];
+        snprintf(why, sizeof why, "the store moved order %s to the trash (webhook order.deleted)",
+                 ext);
+        enum cpb_status w = h->withdraw(s->ctx, ext, why);
+        rc = w == CPB_RETRY  ? answer(ans, 503, CPB_RETRY, "not recorded; send it again\n")
+             : w == CPB_FAIL ? answer(ans, 500, CPB_FAIL, "not recorded\n")
+                             : answer(ans, 200, w, "ok\n");
+        goto out;
+    }
+    if (strcmp(topic, "order.created") != 0 && strcmp(topic, "order.updated") != 0 &&
+        strcmp(topic, "order.restored") != 0) {
+        h->log(s->ctx, CPB_LOG_INFO, "delivery %s for order %s: not a topic that stages; ignored",
+               shown, ext);
+        rc = answer(ans, 200, CPB_SKIP, "ignored\n");
+        goto out;
+    }
+    const char *status = json_string_value(json_object_get(doc, "status"));
+    if (!wanted_status(s, status)) {
+        char st[48];
+        stage_quote(status, 30, st, sizeof st);
+        h->log(s->ctx, CPB_LOG_DEBUG, "order %s is '%s', not one of statuses: not staged", ext, st);
+        rc = answer(ans, 200, CPB_SKIP, "ignored: not a status this source stages\n");
+        goto out;
+    }
+    enum cpb_status e = h->emit(s->ctx, doc);
+    if (e == CPB_RETRY) {
+        rc = answer(ans, 503, CPB_RETRY, "not staged; send it again\n");
+    } else if (e == CPB_FAIL) {
+        rc = answer(ans, 400, CPB_FAIL, "the order cannot be staged (see the bridge's log)\n");
+    } else {
+        h->log(s->ctx, CPB_LOG_DEBUG, "delivery %s for order %s from %s: %s", shown, ext, d->remote,
+               e == CPB_OK ? "staged" : "unchanged");
+        rc = answer(ans, 200, e, "ok\n");
+    }
+out:
+    json_decref(doc);
+    return rc;
+}
+
 const struct cpb_stage source_woo_stage = {
     CPB_STAGE_HEADER,
     .name = "source-woo",
-    .version = "1.1.0",
-    .summary = "Read new and changed orders from a WooCommerce store (REST API v3)",
+    .version = "1.2.0",
+    .summary = "Read new and changed orders from a WooCommerce store (REST API v3, and its"
+               " webhooks under cpbridge serve)",
     .kind = CPB_SOURCE,
     .options = source_woo_options,
     .options_size = sizeof(struct source_woo_opts),
     .init = source_woo_init,
     .process = source_woo_process,
     .fini = stage_state_free, /* the state owns nothing else */
+    .receive = source_woo_receive,
 };
 
 CPB_STAGE_ENTRY(source_woo_stage);

@@ -67,19 +67,44 @@ static void describe_exit(const char *script, int status)
     }
 }
 
+/* Start `program` with `args` (argv[1..], NULL-terminated) followed by
+ * --port-file <file> and wait for the port; `script` names it in messages. */
+static int start(struct cpbserver *s, const char *program, const char *const *args,
+                 const char *script);
+
 int cpbserver_start(struct cpbserver *s, const char *script, const char *const *extra_args)
+{
+    const char *args[64];
+    size_t n = 0;
+    memset(s, 0, sizeof *s);
+    if (access(script, R_OK) != 0) {
+        fprintf(stderr, "cpbserver: cannot read the server script %s: %s\n", script,
+                strerror(errno));
+        return -1;
+    }
+    args[n++] = script;
+    while (extra_args != NULL && extra_args[n - 1] != NULL && n < 63) {
+        args[n] = extra_args[n - 1];
+        n++;
+    }
+    args[n] = NULL;
+    return start(s, PYTHON, args, script);
+}
+
+int cpbserver_start_program(struct cpbserver *s, const char *program, const char *const *args)
+{
+    memset(s, 0, sizeof *s);
+    return start(s, program, args, program);
+}
+
+static int start(struct cpbserver *s, const char *program, const char *const *args,
+                 const char *script)
 {
     const char **argv = NULL;
     char port_file[600];
     int rc = -1;
     size_t n_extra = 0;
 
-    memset(s, 0, sizeof *s);
-    if (access(script, R_OK) != 0) {
-        fprintf(stderr, "cpbserver: cannot read the server script %s: %s\n", script,
-                strerror(errno));
-        goto out;
-    }
     snprintf(s->dir, sizeof s->dir, "%s/server.XXXXXX", cpbtest_tmpdir());
     if (mkdtemp(s->dir) == NULL) {
         fprintf(stderr, "cpbserver: mkdtemp %s: %s\n", s->dir, strerror(errno));
@@ -88,22 +113,21 @@ int cpbserver_start(struct cpbserver *s, const char *script, const char *const *
     }
     cpbserver_file(s, "port", port_file, sizeof port_file);
 
-    while (extra_args != NULL && extra_args[n_extra] != NULL) {
+    while (args != NULL && args[n_extra] != NULL) {
         n_extra++;
     }
-    argv = calloc(n_extra + 5, sizeof *argv);
+    argv = calloc(n_extra + 4, sizeof *argv);
     if (argv == NULL) {
         fprintf(stderr, "cpbserver: out of memory\n");
         goto out;
     }
-    argv[0] = PYTHON;
-    argv[1] = script;
-    argv[2] = "--port-file";
-    argv[3] = port_file;
+    argv[0] = program;
     for (size_t i = 0; i < n_extra; i++) {
-        argv[4 + i] = extra_args[i];
+        argv[1 + i] = args[i];
     }
-    argv[4 + n_extra] = NULL;
+    argv[1 + n_extra] = "--port-file";
+    argv[2 + n_extra] = port_file;
+    argv[3 + n_extra] = NULL;
 
     pid_t parent = getpid();
     fflush(NULL); /* nothing buffered is written twice */
@@ -114,12 +138,12 @@ int cpbserver_start(struct cpbserver *s, const char *script, const char *const *
     }
     if (pid == 0) {
         /* The child: only async-signal-safe calls until exec. */
-        static const char msg[] = "cpbserver: cannot exec " PYTHON "\n";
+        static const char msg[] = "cpbserver: cannot exec the server program\n";
         (void)prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (getppid() != parent) {
             _exit(126);
         }
-        execv(PYTHON, (char *const *)argv);
+        execv(program, (char *const *)argv);
         ssize_t ignored = write(STDERR_FILENO, msg, sizeof msg - 1);
         (void)ignored;
         _exit(127);

@@ -20,7 +20,7 @@ struct cpbserver {
 };
 
 /*
- * Run `/usr/bin/python3 SCRIPT --port-file DIR/port [EXTRA...]` and wait up
+ * Run `/usr/bin/python3 SCRIPT [EXTRA...] --port-file DIR/port` and wait up
  * to 10 s for the port file. `script` (borrowed) is a path, usually from
  * cpbtest_src("tests/servers/httpd.py"); `extra_args` (borrowed, may be
  * NULL) is a NULL-terminated list. The server's stdout and stderr are the
@@ -33,6 +33,10 @@ int cpbserver_start(struct cpbserver *s, const char *script, const char *const *
 /* SIGTERM, wait up to 3 s, then SIGKILL; reaps the process and removes the
  * port file. Safe to call twice. */
 void cpbserver_stop(struct cpbserver *s);
+
+/* The same for a program (an absolute path, e.g. the built cpbridge) run as
+ * `program args... --port-file FILE`; args is NULL-terminated. */
+int cpbserver_start_program(struct cpbserver *s, const char *program, const char *const *args);
 
 /* "http://127.0.0.1:PORT" + path (borrowed; NULL or "" gives "/"; a
  * missing leading slash is added). New string: free() it. NULL when out

@@ -220,3 +220,66 @@ int cpbtest_db_init_demo(const char *conn, enum db_dialect dialect)
     db_close(db);
     return rc;
 }
+
+static char fresh_schema[80];
+
+int cpbtest_db_fresh(enum db_dialect dialect, const char *prefix, char *conn, size_t n)
+{
+    struct db *db = NULL;
+    struct err e = {0};
+    char sql[200];
+    if (dialect == DB_SQLITE) {
+        snprintf(conn, n, "%s", cpbtest_sqlite_conn());
+        return cpbtest_db_init_demo(conn, dialect);
+    }
+    const char *pg = getenv("CPB_TEST_PG");
+    if (pg == NULL || pg[0] == '\0') {
+        fprintf(stderr, "CPB_TEST_PG is not set: run the tests through scripts/test.sh\n");
+        return -1;
+    }
+    snprintf(fresh_schema, sizeof fresh_schema, "%s_%ld", prefix, (long)getpid());
+    if (db_connect(pg, DB_POSTGRESQL, 10000, &db, &e) != 0) {
+        fprintf(stderr, "cpbtest: connect: %s\n", e.msg);
+        return -1;
+    }
+    enum cpb_status rc = db_begin(db);
+    snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE", fresh_schema);
+    if (rc == CPB_OK) {
+        rc = db_exec(db, sql);
+    }
+    snprintf(sql, sizeof sql, "CREATE SCHEMA %s", fresh_schema);
+    if (rc == CPB_OK) {
+        rc = db_exec(db, sql);
+    }
+    if (rc == CPB_OK) {
+        rc = db_commit(db);
+    }
+    if (rc != CPB_OK) {
+        fprintf(stderr, "cpbtest: create schema: %s\n", db_last_error(db));
+    }
+    db_close(db);
+    if (rc != CPB_OK) {
+        fresh_schema[0] = '\0';
+        return -1;
+    }
+    snprintf(conn, n, "%s;ConnSettings=SET search_path TO %s", pg, fresh_schema);
+    return cpbtest_db_init_demo(conn, dialect);
+}
+
+void cpbtest_db_drop(void)
+{
+    struct db *db = NULL;
+    struct err e = {0};
+    char sql[200];
+    if (fresh_schema[0] == '\0') {
+        return;
+    }
+    if (db_connect(getenv("CPB_TEST_PG"), DB_POSTGRESQL, 10000, &db, &e) == 0) {
+        snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE", fresh_schema);
+        if (db_begin(db) != CPB_OK || db_exec(db, sql) != CPB_OK || db_commit(db) != CPB_OK) {
+            fprintf(stderr, "cpbtest: drop schema: %s\n", db_last_error(db));
+        }
+        db_close(db);
+    }
+    fresh_schema[0] = '\0';
+}

@@ -58,6 +58,15 @@ const char *cpbtest_pg_conn(void);
  * printing why. */
 int cpbtest_db_init_demo(const char *conn, enum db_dialect dialect);
 
+/* A fresh demo database for a test program: a new SQLite file, or on
+ * PostgreSQL (CPB_TEST_PG) a new schema `<prefix>_<pid>` that every
+ * connection of `conn` works in (search_path). Writes the connection string
+ * into conn (n bytes). Returns 0, or -1 after printing why. */
+int cpbtest_db_fresh(enum db_dialect dialect, const char *prefix, char *conn, size_t n);
+
+/* Drop what cpbtest_db_fresh made on PostgreSQL (nothing on SQLite). */
+void cpbtest_db_drop(void);
+
 /* Read a whole file into a new NUL-terminated string (free()); NULL on
  * error. *len (may be NULL) receives the length. */
 char *cpbtest_slurp(const char *path, size_t *len);

@@ -32,7 +32,6 @@ static struct cpbserver srv;
 static struct http_client *cli;
 static enum db_dialect dialect;
 static char conn[2048];
-static char pg_schema[64];
 
 /* ---- the stand-in ------------------------------------------------------------ */
 
@@ -139,63 +138,12 @@ static int64_t q_decimal(struct db *db, const char *sql)
 /* A fresh database with the engine schema and the Counterpoint demo. */
 static int fresh_database(void)
 {
-    struct db *db = NULL;
-    struct err e = {0};
-    if (dialect == DB_SQLITE) {
-        snprintf(conn, sizeof conn, "%s", cpbtest_sqlite_conn());
-    } else {
-        const char *pg = getenv("CPB_TEST_PG");
-        char sql[128];
-        if (pg == NULL || pg[0] == '\0') {
-            fprintf(stderr, "CPB_TEST_PG is not set: run the tests through scripts/test.sh\n");
-            return -1;
-        }
-        snprintf(pg_schema, sizeof pg_schema, "woo_e2e_%ld", (long)getpid());
-        if (db_connect(pg, DB_POSTGRESQL, 10000, &db, &e) != 0) {
-            fprintf(stderr, "connect: %s\n", e.msg);
-            return -1;
-        }
-        snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE", pg_schema);
-        enum cpb_status rc = db_begin(db);
-        if (rc == CPB_OK) {
-            rc = db_exec(db, sql);
-        }
-        snprintf(sql, sizeof sql, "CREATE SCHEMA %s", pg_schema);
-        if (rc == CPB_OK) {
-            rc = db_exec(db, sql);
-        }
-        if (rc == CPB_OK) {
-            rc = db_commit(db);
-        }
-        if (rc != CPB_OK) {
-            fprintf(stderr, "create schema: %s\n", db_last_error(db));
-        }
-        db_close(db);
-        db = NULL;
-        if (rc != CPB_OK) {
-            return -1;
-        }
-        /* Every connection of this test (the engine's too) works in it. */
-        snprintf(conn, sizeof conn, "%s;ConnSettings=SET search_path TO %s", pg, pg_schema);
-    }
-    return cpbtest_db_init_demo(conn, dialect);
+    return cpbtest_db_fresh(dialect, "woo_e2e", conn, sizeof conn);
 }
 
 static void drop_database(void)
 {
-    if (dialect == DB_POSTGRESQL && pg_schema[0] != '\0') {
-        struct db *db = NULL;
-        struct err e = {0};
-        char sql[128];
-        if (db_connect(getenv("CPB_TEST_PG"), DB_POSTGRESQL, 10000, &db, &e) == 0) {
-            snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE", pg_schema);
-            if (db_begin(db) != CPB_OK || db_exec(db, sql) != CPB_OK || db_commit(db) != CPB_OK) {
-                fprintf(stderr, "drop schema: %s\n", db_last_error(db));
-            }
-            db_close(db);
-        }
-        pg_schema[0] = '\0';
-    }
+    cpbtest_db_drop();
 }
 
 /* ---- the pipeline -------------------------------------------------------------- */

@@ -40,7 +40,7 @@ extern "C" {
 /** The ABI major version: the host refuses a stage built for another major. */
 #define CPB_ABI_MAJOR 1
 /** The ABI minor version: the host accepts a stage whose minor is <= its own. */
-#define CPB_ABI_MINOR 2
+#define CPB_ABI_MINOR 3
 
 /** Marks the one exported symbol of a stage (build with -fvisibility=hidden). */
 #if defined(__GNUC__)
@@ -213,6 +213,27 @@ struct cpb_http_response {
 };
 
 /**
+ * An HTTP request `cpbridge serve` received for a source stage (ABI 1.3),
+ * borrowed for the receive call. Every byte of it is untrusted.
+ */
+struct cpb_delivery {
+    uint32_t size;      /**< sizeof(struct cpb_delivery) in the host */
+    const char *method; /**< "POST", ... */
+    const char *path;   /**< the request path, e.g. "/webhooks/shop" */
+    const char *body;   /**< the raw body, NUL-terminated (may hold NULs) */
+    size_t body_len;    /**< its length in bytes, without the terminator */
+    const char *remote; /**< the peer's address, for log lines */
+    void *priv;         /**< host data (headers); do not touch */
+};
+
+/** What the stage answers a delivery with: set by receive. */
+struct cpb_answer {
+    uint32_t size;     /**< sizeof(struct cpb_answer) in the host */
+    int status;        /**< the HTTP status: 200, 400, 401, 503, ... */
+    char message[200]; /**< a short plain-text body (no secrets, no store text) */
+};
+
+/**
  * The host services table, handed to init (borrowed; valid until fini).
  * Append-only: a stage that needs a member added after minor 0 checks it
  * with CPB_HOST_HAS(host, member) first.
@@ -378,6 +399,20 @@ struct cpb_host {
      */
     enum cpb_status (*emit_many)(struct cpb_ctx *ctx, json_t *const *orders, size_t n,
                                  enum cpb_status *out);
+
+    /* ---- added in ABI 1.3: check with CPB_HOST_HAS before use ---- */
+
+    /** The value of delivery header `name` (case-insensitive), borrowed, or NULL. */
+    const char *(*delivery_header)(const struct cpb_delivery *d, const char *name);
+    /**
+     * CPB_SOURCE only, in receive: the store removed order `external_id`
+     * (borrowed; e.g. moved it to the trash). An order staged and not yet
+     * applied is CANCELLED (audit row with `why`, borrowed); an applied one
+     * is flagged for a person like any change after apply. Returns CPB_OK
+     * (cancelled or flagged), CPB_SKIP (unknown here, or already cancelled,
+     * rolled back or flagged), CPB_RETRY (the database failed: answer 5xx).
+     */
+    enum cpb_status (*withdraw)(struct cpb_ctx *ctx, const char *external_id, const char *why);
 };
 
 /** True when `host` provides `member` (for members added after minor 0). */
@@ -426,6 +461,20 @@ struct cpb_stage {
      */
     void (*process_batch)(void *state, struct cpb_record *const *recs, size_t n,
                           enum cpb_status *out);
+
+    /* ---- added in ABI 1.3 (an older stage is loaded without it) ---- */
+
+    /**
+     * Optional, CPB_SOURCE only: handle one HTTP delivery `cpbridge serve`
+     * received for this instance (its route is /webhooks/<stage id>): check
+     * it, stage what it carries through host->emit (or host->withdraw) and
+     * fill `ans` (borrowed; status 200 only once the order is durably
+     * staged). Returns CPB_OK (staged or recorded), CPB_SKIP (nothing to do:
+     * a ping, unchanged), CPB_FAIL (refused: bad signature, not an order) or
+     * CPB_RETRY (staging failed: answer 5xx so the store sends it again).
+     * Called from one thread at a time, like every call of an instance.
+     */
+    enum cpb_status (*receive)(void *state, const struct cpb_delivery *d, struct cpb_answer *ans);
 };
 
 /** Fills a descriptor's version fields; use as the first initializers. */

@@ -1,0 +1,4 @@
+# test_serve runs the built cpbridge program as `cpbridge serve` with the
+# stages of a production pipeline: build them first.
+add_dependencies(test_serve cpbridge stage_source_woo stage_validate stage_create_order
+                 stage_update_qty)
