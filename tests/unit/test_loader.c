@@ -214,10 +214,10 @@ static void test_newer_minor(void)
 static void test_short_size(void)
 {
     char expected[64];
-    /* The fixture declares this ABI, 1.1, whose descriptor ends with
-     * process_batch. */
+    /* The fixture declares this ABI, 1.3, whose descriptor ends with
+     * receive. */
     snprintf(expected, sizeof expected, "expected at least %zu",
-             offsetof(struct cpb_stage, process_batch) + sizeof(loader_batch_fn));
+             offsetof(struct cpb_stage, receive) + sizeof(loader_receive_fn));
     expect_refused("short-size", fixture("short-size"), fixture("short-size"), "descriptor size 8",
                    expected, NULL);
 }
@@ -232,6 +232,7 @@ static void test_older_minor_loads(void)
     CU_ASSERT_EQUAL(s.desc->abi_minor, 0);
     CU_ASSERT_EQUAL(s.desc->size, offsetof(struct cpb_stage, fini) + sizeof(void (*)(void *)));
     CU_ASSERT_PTR_NULL(loader_process_batch(s.desc));
+    CU_ASSERT_PTR_NULL(loader_receive(s.desc));
     CU_ASSERT_EQUAL(s.desc->process(NULL, NULL), CPB_OK);
     loader_close(&s);
 }
@@ -495,6 +496,15 @@ static void test_names(void)
     expect_in(err.msg, "bad?[2Jname");
 }
 
+static enum cpb_status receive_noop(void *state, const struct cpb_delivery *d,
+                                    struct cpb_answer *ans)
+{
+    (void)state;
+    (void)d;
+    ans->status = 200;
+    return CPB_SKIP;
+}
+
 static void batch_noop(void *state, struct cpb_record *const *recs, size_t n, enum cpb_status *out)
 {
     (void)state;
@@ -573,6 +583,20 @@ static void test_check_descriptor(void)
     struct err e8 = {0};
     CU_ASSERT_EQUAL(loader_check("good-stage", NULL, &d, &e8), 0);
     CU_ASSERT_PTR_EQUAL(loader_process_batch(&d), batch_noop);
+
+    /* receive (ABI 1.3) belongs to source stages only, and is not read
+     * from a descriptor built before 1.3. */
+    d.process_batch = NULL;
+    d.receive = receive_noop;
+    struct err e9 = {0};
+    CU_ASSERT_EQUAL(loader_check("good-stage", NULL, &d, &e9), -1);
+    expect_in(e9.msg, "receive is for source stages only");
+    d.kind = CPB_SOURCE;
+    struct err e10 = {0};
+    CU_ASSERT_EQUAL(loader_check("good-stage", NULL, &d, &e10), 0);
+    CU_ASSERT_PTR_EQUAL(loader_receive(&d), receive_noop);
+    d.abi_minor = 2;
+    CU_ASSERT_PTR_NULL(loader_receive(&d));
 
     loader_close(&s);
 }

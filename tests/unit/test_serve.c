@@ -513,20 +513,76 @@ static void test_health_and_stop(void)
     free(out);
 }
 
-#define CASE(name, fn)                                                                             \
-    {                                                                                              \
-        name, fn                                                                                   \
-    }
+/* With serve.tls_cert and tls_key it answers over HTTPS only (a
+ * certificate made here with openssl, trusted through ca_file). */
+static void test_tls(void)
+{
+    struct cpbserver tls = {0};
+    char text[4096];
+    char *plain = cpbtest_slurp(cfg_path, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(plain);
+    CU_ASSERT_EQUAL_FATAL(
+        cpbtest_sh("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1"
+                   " -addext subjectAltName=IP:127.0.0.1 -keyout '%s' -out '%s' 2>/dev/null",
+                   cpbtest_path("tls.key"), cpbtest_path("tls.crt")),
+        0);
+    /* The same pipeline with TLS on and its own state (another name). */
+    char *at = strstr(plain, "serve = {");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(at);
+    snprintf(text, sizeof text, "%.*sserve = { tls_cert = \"%s\"; tls_key = \"%s\";%s",
+             (int)(at - plain), plain, cpbtest_path("tls.crt"), cpbtest_path("tls.key"),
+             at + strlen("serve = {"));
+    char *name = strstr(text, "serve-test");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(name);
+    memcpy(name, "serve-tlst", 10);
+    CU_ASSERT_EQUAL_FATAL(cpbtest_write(cpbtest_path("tls.cfg"), text), 0);
+    const char *const args[] = {"serve", cpbtest_path("tls.cfg"), NULL};
+    CU_ASSERT_EQUAL_FATAL(cpbserver_start_program(&tls, cpbtest_build("core/cpbridge"), args), 0);
+    char url[128];
+    snprintf(url, sizeof url, "https://127.0.0.1:%d/webhooks/shop", tls.port);
+    struct cpb_http_request r = {.size = sizeof r,
+                                 .method = "POST",
+                                 .url = url,
+                                 .body = "webhook_id=9",
+                                 .body_len = 12,
+                                 .timeout_ms = 10000,
+                                 .max_tries = 1,
+                                 .ca_file = cpbtest_path("tls.crt")};
+    struct cpb_http_response resp;
+    CU_ASSERT_EQUAL(http_perform(cli, &r, &resp), CPB_OK);
+    CU_ASSERT_EQUAL(resp.status, 200);
+    http_response_free(&resp);
+    /* Plain HTTP on the same port gets no answer. */
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/health", tls.port);
+    r.url = url;
+    r.method = "GET";
+    r.body = NULL;
+    r.body_len = 0;
+    r.timeout_ms = 3000;
+    CU_ASSERT_NOT_EQUAL(http_perform(cli, &r, &resp), CPB_OK);
+    CU_ASSERT_NOT_EQUAL(resp.status, 200);
+    http_response_free(&resp);
+    /* health probes it over HTTPS. */
+    char hargs[1200];
+    snprintf(hargs, sizeof hargs, "health '%s'", cpbtest_path("tls.cfg"));
+    (void)cpbridge(hargs, cpbtest_path("health-tls.out"));
+    char *out = cpbtest_slurp(cpbtest_path("health-tls.out"), NULL);
+    CU_ASSERT_PTR_NOT_NULL(out != NULL ? strstr(out, "receiver up") : NULL);
+    free(out);
+    cpbserver_stop(&tls);
+    free(plain);
+}
+
 static const struct cpbtest_case cases[] = {
-    CASE("the signature matches the reference's test vector", test_signature_vector),
-    CASE("ping 200; unsigned or wrongly signed 401; not an order 400; too large 413",
-         test_refusals),
-    CASE("a delivery is staged before its 200 and applied once", test_delivery_staged_then_applied),
-    CASE("a database that refuses the order gives 503; the retry stages it",
-         test_staging_failure_is_5xx),
-    CASE("order.deleted cancels a staged order and flags an applied one once", test_deleted),
-    CASE("a scheduled run works beside the server", test_run_beside),
-    CASE("health: up, stopped by SIGTERM, killed", test_health_and_stop),
+    {"the signature matches the reference's test vector", test_signature_vector},
+    {"ping 200; unsigned or wrongly signed 401; not an order 400; too large 413", test_refusals},
+    {"a delivery is staged before its 200 and applied once", test_delivery_staged_then_applied},
+    {"a database that refuses the order gives 503; the retry stages it",
+     test_staging_failure_is_5xx},
+    {"order.deleted cancels a staged order and flags an applied one once", test_deleted},
+    {"a scheduled run works beside the server", test_run_beside},
+    {"over HTTPS with serve.tls_cert and tls_key", test_tls},
+    {"health: up, stopped by SIGTERM, killed", test_health_and_stop},
     {NULL, NULL},
 };
 static const struct cpbtest_suite sqlite_suite = {"sqlite", setup_sqlite, teardown, cases};
