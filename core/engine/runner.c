@@ -1294,6 +1294,9 @@ static void run_orders(struct runner *r)
     const struct config_run *rc = &r->p->cfg->run;
     int64_t ids[MAX_BATCH];
     for (;;) {
+        if (r->o->stop != NULL && atomic_load(r->o->stop)) {
+            break; /* stopping: what is still due waits for the next run */
+        }
         unsigned limit = rc->batch > 0 && rc->batch <= MAX_BATCH ? (unsigned)rc->batch : 50;
         if (r->o->limit > 0) {
             if (r->processed >= r->o->limit) {

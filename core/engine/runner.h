@@ -7,6 +7,7 @@
 #ifndef CPB_RUNNER_H
 #define CPB_RUNNER_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -24,6 +25,8 @@ struct run_options {
     bool apply_only;           /* no sources and no run lock: serve's workers,
                                   which share the database's claims with
                                   scheduled runs */
+    const atomic_bool *stop;   /* when set (may be NULL), claim no more: the
+                                  run finishes the orders it holds and ends */
 };
 
 struct run_result {

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +58,7 @@ struct server {
     pthread_mutex_t mu; /* guards everything below */
     pthread_cond_t wake;
     bool stopping;
+    atomic_bool stop_runs; /* the workers' runs claim no more */
     unsigned due; /* deliveries staged since a worker last started a run */
     uint64_t counts[OUT_N];
     int64_t last_delivery_ms; /* 0: none yet */
@@ -169,7 +171,8 @@ static void *worker_main(void *arg)
     struct server *s = w->srv;
     struct pipeline *p = NULL;
     struct err e = {0};
-    struct run_options o = {.pipeline_path = s->o->pipeline_path, .apply_only = true};
+    struct run_options o = {
+        .pipeline_path = s->o->pipeline_path, .apply_only = true, .stop = &s->stop_runs};
     struct run_result res;
 
     if (pipeline_open(s->o->pipeline_path, &p, &e) != 0 || pipeline_init(p, &e) != 0) {
@@ -445,13 +448,14 @@ void serve_stop(struct server *s)
     httpd_quiesce(s->httpd); /* no new connections */
     httpd_stop(s->httpd);    /* waits for the deliveries in flight */
     s->httpd = NULL;
+    atomic_store(&s->stop_runs, true);
     pthread_mutex_lock(&s->mu);
     s->stopping = true;
     pthread_cond_broadcast(&s->wake);
     pthread_mutex_unlock(&s->mu);
     for (int i = 0; i < s->n_workers; i++) {
         if (s->workers[i].started) {
-            pthread_join(s->workers[i].thread, NULL); /* each finishes its run */
+            pthread_join(s->workers[i].thread, NULL); /* each finishes the orders it holds */
         }
     }
     if (s->intake != NULL) {

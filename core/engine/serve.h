@@ -32,8 +32,8 @@ int serve_start(const struct serve_options *o, struct server **out, struct err *
 void serve_tick(struct server *s);
 
 /* Graceful stop: stop accepting, answer the deliveries in flight, let each
- * worker finish the run it is in, record the receiver as stopped, free.
- * NULL is accepted. */
+ * worker finish the orders it has claimed (it claims no more), record the
+ * receiver as stopped, free. NULL is accepted. */
 void serve_stop(struct server *s);
 
 /* The key in USER_STATE under which a server of pipeline `name` (borrowed)
