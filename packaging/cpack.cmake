@@ -31,6 +31,7 @@ set(CPB_PACKAGE_MAINTAINER "cpbridge maintainers <maintainers@cpbridge.invalid>"
 
 if(CPB_INSTALL_SYSTEM_FILES)
   install(FILES "${CPB_PKG_DIR}/systemd/cpbridge@.service" "${CPB_PKG_DIR}/systemd/cpbridge@.timer"
+                "${CPB_PKG_DIR}/systemd/cpbridge-serve@.service"
           DESTINATION "${CPB_SYSTEMD_UNIT_DIR}"
           PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
   install(FILES "${CPB_PKG_DIR}/cron/cpbridge" DESTINATION "/${CMAKE_INSTALL_SYSCONFDIR}/cron.d"
@@ -57,9 +58,10 @@ string(CONCAT CPACK_PACKAGE_DESCRIPTION
   "to the store and notifiers send alerts.\n"
   "\n"
   "The package installs the cpbridge command, the bundled stages, a systemd\n"
-  "service and timer template (cpbridge@NAME.timer, not enabled), a cron\n"
-  "file (commented out), example pipelines, and the header and pkg-config\n"
-  "file for writing stages.")
+  "service and timer template (cpbridge@NAME.timer, not enabled), a service\n"
+  "template for the webhook receiver (cpbridge-serve@NAME.service, not\n"
+  "enabled), a cron file (commented out), example pipelines, and the header\n"
+  "and pkg-config file for writing stages.")
 # Install with DESTDIR so the absolute destinations (/lib/systemd/system,
 # /etc/cron.d, the stage directory) land in the package, never on the host.
 set(CPACK_SET_DESTDIR ON)
@@ -73,7 +75,8 @@ set(CPACK_DEBIAN_PACKAGE_MAINTAINER "${CPB_PACKAGE_MAINTAINER}")
 set(CPACK_DEBIAN_PACKAGE_SECTION "misc")
 set(CPACK_DEBIAN_PACKAGE_PRIORITY "optional")
 # Library dependencies come from dpkg-shlibdeps over the binary and every
-# stage; adduser runs in postinst; odbcinst registers the ODBC drivers.
+# stage (libmicrohttpd among them, for `cpbridge serve`); adduser runs in
+# postinst; odbcinst registers the ODBC drivers.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_PACKAGE_DEPENDS "adduser, odbcinst")
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "libsqliteodbc")

@@ -175,13 +175,14 @@ static void receiver_check(struct ops *op, int64_t now, struct receiver *rv)
     rv->bad_signatures = json_integer_value(json_object_get(j, "bad_signatures"));
     rv->per_minute = json_number_value(json_object_get(j, "per_minute"));
     const char *listen = op->cfg->serve.listen;
-    /* A server on every address answers on the loopback. */
-    bool any = strcmp(listen, "0.0.0.0") == 0 || strcmp(listen, "::") == 0;
+    /* A server on every address answers on the loopback of its family. */
     bool v6 = strchr(listen, ':') != NULL;
+    const char *host = strcmp(listen, "0.0.0.0") == 0 ? "127.0.0.1"
+                       : strcmp(listen, "::") == 0    ? "::1"
+                                                      : listen;
     snprintf(rv->url, sizeof rv->url, "%s://%s%s%s:%lld/health",
-             op->cfg->serve.tls_cert != NULL ? "https" : "http", v6 && !any ? "[" : "",
-             any ? "127.0.0.1" : listen, v6 && !any ? "]" : "",
-             (long long)json_integer_value(json_object_get(j, "port")));
+             op->cfg->serve.tls_cert != NULL ? "https" : "http", v6 ? "[" : "", host,
+             v6 ? "]" : "", (long long)json_integer_value(json_object_get(j, "port")));
     if (rv->stopped) {
         rv->state = NAG_WARNING;
         snprintf(rv->why, sizeof rv->why, "stopped; orders arrive only by the scheduled run");

@@ -87,8 +87,9 @@ static const char usage_serve[] =
     "  --log-format FMT   text or json (default: the pipeline's)\n"
     "\n"
     "Exit: 0 stopped by a signal after finishing the work in flight; 69 database\n"
-    "unreachable or the port cannot be bound; 78 configuration error (no source\n"
-    "stage receives, a bad address, certificate or key).\n";
+    "unreachable, the port cannot be bound or the TLS library refuses the\n"
+    "certificate; 74 --port-file cannot be written; 78 configuration error (no\n"
+    "source stage receives, a bad address, an unreadable certificate or key).\n";
 
 static const char usage_check[] =
     "usage: cpbridge check PIPELINE [--connect]\n"
@@ -150,12 +151,13 @@ static int report(const struct err *e)
 }
 
 /* Apply --log-level / --log-format over the pipeline's settings. */
-static int setup_log(const struct config *cfg, const char *level, const char *format)
+static int setup_log(const struct config *cfg, const char *level, const char *format,
+                     const char *usage)
 {
     enum cpb_log_level lv = (enum cpb_log_level)cfg->log.level;
     enum log_format fmt = cfg->log.format != 0 ? LOG_JSON : LOG_TEXT;
     if (level != NULL && log_level_parse(level, &lv) != 0) {
-        return usage_error(usage_run, "unknown log level '%s' (error, warn, info, debug)", level);
+        return usage_error(usage, "unknown log level '%s' (error, warn, info, debug)", level);
     }
     if (format != NULL) {
         if (strcmp(format, "json") == 0) {
@@ -163,7 +165,7 @@ static int setup_log(const struct config *cfg, const char *level, const char *fo
         } else if (strcmp(format, "text") == 0) {
             fmt = LOG_TEXT;
         } else {
-            return usage_error(usage_run, "unknown log format '%s' (text, json)", format);
+            return usage_error(usage, "unknown log format '%s' (text, json)", format);
         }
     }
     log_configure(lv, fmt);
@@ -268,7 +270,7 @@ static int cmd_run(int argc, char **argv)
     if (pipeline_open(o.pipeline_path, &p, &e) != 0) {
         return report(&e);
     }
-    code = setup_log(p->cfg, level, format);
+    code = setup_log(p->cfg, level, format, usage_run);
     if (code != 0) {
         pipeline_close(p);
         return code;
@@ -598,7 +600,7 @@ static int cmd_serve(int argc, char **argv)
     if (pipeline_open(o.pipeline_path, &p, &e) != 0) {
         return report(&e);
     }
-    int code = setup_log(p->cfg, level, format);
+    int code = setup_log(p->cfg, level, format, usage_serve);
     pipeline_close(p);
     if (code != 0) {
         return code;

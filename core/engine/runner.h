@@ -70,7 +70,7 @@ enum cpb_status runner_intake_receive(struct runner_intake *in, const char *stag
  * pipeline's notifiers, as a run does at its end. */
 void runner_intake_flush(struct runner_intake *in);
 
-/* Persist `value` (borrowed) for `key` (borrowed) in USER_STATE through the
+/* Persist `value` (borrowed) for `key` (borrowed) in USER_SYNC_STATE through the
  * intake's connection. */
 enum cpb_status runner_intake_state_set(struct runner_intake *in, const char *key,
                                         const char *value);

@@ -7,6 +7,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -26,10 +30,9 @@
 
 #define WEBHOOK_PREFIX     "/webhooks/"
 #define MAX_WORKERS        16
-#define PER_MINUTE_BUCKETS 5 /* deliveries per minute: the mean of the last 5 */
-#define STATE_EVERY_MS                                                                             \
-    15000 /* state and metrics file this often, and a second after a                               \
-             delivery */
+#define PER_MINUTE_BUCKETS 5 /* deliveries per minute: the mean of the 4 whole minutes before */
+/* The state and the metrics file: this often, and a second after a delivery. */
+#define STATE_EVERY_MS 15000
 
 /* What the receiver answered, for the counters. */
 enum outcome { OUT_STAGED, OUT_IGNORED, OUT_REFUSED, OUT_BAD_SIGNATURE, OUT_FAILED, OUT_N };
@@ -48,6 +51,7 @@ struct server {
     struct pipeline *intake_p;
     struct runner_intake *intake;
     struct httpd *httpd;
+    bool listened; /* it served: its stop is recorded for health */
     const struct config_serve *cfg;
     char name[128];
     char listen[80];
@@ -219,7 +223,7 @@ static json_t *state_json(struct server *s, bool stopped)
     pthread_mutex_lock(&s->mu);
     for (size_t b = 0; b < PER_MINUTE_BUCKETS; b++) {
         if (s->minute_of[b] > m - PER_MINUTE_BUCKETS && s->minute_of[b] < m) {
-            recent += s->minute[b]; /* the last 5 whole minutes */
+            recent += s->minute[b]; /* the 4 whole minutes before this one */
         }
     }
     uint64_t total = 0;
@@ -231,7 +235,7 @@ static json_t *state_json(struct server *s, bool stopped)
         s->listen, "port", (json_int_t)s->port, "started", (json_int_t)s->started_ms, "heartbeat",
         (json_int_t)t, "stopped", stopped, "deliveries", (json_int_t)total, "bad_signatures",
         (json_int_t)s->counts[OUT_BAD_SIGNATURE], "last_delivery", (json_int_t)s->last_delivery_ms,
-        "per_minute", (double)recent / PER_MINUTE_BUCKETS);
+        "per_minute", (double)recent / (PER_MINUTE_BUCKETS - 1));
     pthread_mutex_unlock(&s->mu);
     return j;
 }
@@ -344,6 +348,31 @@ static char *read_pem(const char *path, struct err *err)
     return text;
 }
 
+/* The certificate and key TLS will use are PEM OpenSSL can read: a bad one
+ * is a configuration error (78), found before anything listens. */
+static int check_pem(const char *cert, const char *key, const struct config_serve *cfg,
+                     struct err *err)
+{
+    BIO *b = BIO_new_mem_buf(cert, -1);
+    X509 *x = b != NULL ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+    BIO_free(b);
+    X509_free(x);
+    if (x == NULL) {
+        return err_set(err, CPB_EXIT_CONFIG, "serve.tls_cert %s holds no PEM certificate",
+                       cfg->tls_cert);
+    }
+    b = BIO_new_mem_buf(key, -1);
+    EVP_PKEY *k = b != NULL ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
+    BIO_free(b);
+    EVP_PKEY_free(k);
+    if (k == NULL) {
+        return err_set(err, CPB_EXIT_CONFIG,
+                       "serve.tls_key %s holds no PEM private key (without a passphrase)",
+                       cfg->tls_key);
+    }
+    return 0;
+}
+
 static int write_port_file(const char *path, unsigned port, struct err *err)
 {
     char text[16];
@@ -395,7 +424,7 @@ int serve_start(const struct serve_options *o, struct server **out, struct err *
     if (s->cfg->tls_cert != NULL) {
         s->tls_cert = read_pem(s->cfg->tls_cert, err);
         s->tls_key = s->tls_cert != NULL ? read_pem(s->cfg->tls_key, err) : NULL;
-        if (s->tls_key == NULL) {
+        if (s->tls_key == NULL || check_pem(s->tls_cert, s->tls_key, s->cfg, err) != 0) {
             goto fail;
         }
     }
@@ -410,6 +439,7 @@ int serve_start(const struct serve_options *o, struct server **out, struct err *
         goto fail;
     }
     s->port = httpd_port(s->httpd);
+    s->listened = true;
     snprintf(s->listen, sizeof s->listen, "%s", s->cfg->listen);
     s->n_workers = (int)s->cfg->workers;
     for (int i = 0; i < s->n_workers; i++) {
@@ -420,8 +450,10 @@ int serve_start(const struct serve_options *o, struct server **out, struct err *
         }
         s->workers[i].started = true;
     }
-    log_msg(CPB_LOG_INFO, NULL, 0, "serving pipeline '%s' on %s%s:%u with %d worker(s)", s->name,
-            s->cfg->tls_cert != NULL ? "https://" : "http://", s->listen, s->port, s->n_workers);
+    bool v6 = strchr(s->listen, ':') != NULL;
+    log_msg(CPB_LOG_INFO, NULL, 0, "serving pipeline '%s' on %s%s%s%s:%u with %d worker(s)",
+            s->name, s->cfg->tls_cert != NULL ? "https://" : "http://", v6 ? "[" : "", s->listen,
+            v6 ? "]" : "", s->port, s->n_workers);
     write_state(s, false);
     write_metrics_file(s, true);
     s->last_tick_ms = now_ms();
@@ -458,7 +490,7 @@ void serve_stop(struct server *s)
             pthread_join(s->workers[i].thread, NULL); /* each finishes the orders it holds */
         }
     }
-    if (s->intake != NULL) {
+    if (s->intake != NULL && s->listened) {
         write_state(s, true);
         write_metrics_file(s, false);
         log_msg(CPB_LOG_INFO, NULL, 0, "stopped serving pipeline '%s'", s->name);

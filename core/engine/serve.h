@@ -36,7 +36,7 @@ void serve_tick(struct server *s);
  * receiver as stopped, free. NULL is accepted. */
 void serve_stop(struct server *s);
 
-/* The key in USER_STATE under which a server of pipeline `name` (borrowed)
+/* The key in USER_SYNC_STATE under which a server of pipeline `name` (borrowed)
  * records its state (JSON: pid, listen, port, started, heartbeat, stopped,
  * deliveries, bad_signatures, last_delivery, per_minute), written to out. */
 void serve_state_key(const char *name, char *out, size_t n);

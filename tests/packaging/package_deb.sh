@@ -61,7 +61,7 @@ fi
 
 # What the host has before, to prove the packaging wrote nothing there.
 host_paths="/lib/systemd/system/cpbridge@.service /lib/systemd/system/cpbridge@.timer
-/etc/cron.d/cpbridge /usr/bin/cpbridge /usr/lib/$ma/cpbridge"
+/lib/systemd/system/cpbridge-serve@.service /etc/cron.d/cpbridge /usr/bin/cpbridge /usr/lib/$ma/cpbridge"
 host_state() {
     for p in $host_paths; do
         if [ -e "$p" ]; then
@@ -131,7 +131,7 @@ field Maintainer | grep -Eq '^[^<]+ <[^@>]+@[^>]+>$' ||
 [ -n "$(field Description | sed -n 2p)" ] || fail "Description has no extended text"
 depends=$(field Depends)
 for dep in adduser odbcinst 'libc6' 'libconfig[0-9]+' 'libodbc[0-9]+' 'libcurl[0-9]+' \
-    'libjansson[0-9]+' 'libssl[0-9]+'; do
+    'libjansson[0-9]+' 'libssl[0-9]+' 'libmicrohttpd[0-9]+'; do
     printf '%s\n' "$depends" | tr ',' '\n' | sed 's/^ *//' | grep -Eq "^$dep( |$)" ||
         fail "Depends lacks $dep: $depends"
 done
@@ -169,6 +169,7 @@ awk '$2 != "root/root" { print }' "$tmp/contents" >"$tmp/not-root"
     echo /usr/share/doc/cpbridge/examples/windows/cpbridge-task.xml
     echo /lib/systemd/system/cpbridge@.service
     echo /lib/systemd/system/cpbridge@.timer
+    echo /lib/systemd/system/cpbridge-serve@.service
     echo /etc/cron.d/cpbridge
 } | sort >"$tmp/expected"
 missing=$(comm -23 "$tmp/expected" "$tmp/files")

@@ -4,11 +4,13 @@
 #  - the Task Scheduler XML is well-formed, follows the 1.2 schema's element
 #    order in its trigger, and says what the README promises (every 5
 #    minutes, run logged on or not, IgnoreNew, 30-minute limit, the command);
-#  - the systemd units pass `systemd-analyze verify` without a single
-#    warning, keep their sandbox (`systemd-analyze security` exposure at most
-#    2.5), and carry the settings the package documents;
+#  - the systemd units (the run service and timer, and the webhook
+#    receiver cpbridge-serve@.service) pass `systemd-analyze verify` without
+#    a single warning, keep their sandbox (`systemd-analyze security`
+#    exposure at most 2.5), and carry the settings the package documents;
 #  - the cron file has no active job and a well-formed template line;
-#  - the Debian maintainer scripts parse (and pass shellcheck when present).
+#  - the Debian maintainer scripts parse (and pass shellcheck when present),
+#    and prerm stops the receivers too.
 # Each checker is first shown a broken copy, to prove it can fail here.
 #
 # usage: units_valid.sh SOURCE_DIR CPBRIDGE_BINARY
@@ -139,6 +141,7 @@ fi
 # ---------------------------------------------------------------- systemd --
 service=$pkg/systemd/cpbridge@.service
 timer=$pkg/systemd/cpbridge@.timer
+serve=$pkg/systemd/cpbridge-serve@.service
 
 # Settings the package documents (PACKAGING.md); each must appear as a line.
 need_lines() {
@@ -157,6 +160,14 @@ need_lines "$service" "Type=oneshot" "User=cpbridge" \
     "CapabilityBoundingSet=" "SystemCallFilter=@system-service" "StateDirectory=cpbridge"
 need_lines "$timer" "OnBootSec=2min" "OnUnitActiveSec=5min" "Persistent=true" \
     "RandomizedDelaySec=30s" "WantedBy=timers.target"
+need_lines "$serve" "Type=simple" "User=cpbridge" "Group=cpbridge" \
+    "ExecStart=/usr/bin/cpbridge serve /etc/cpbridge/%i.cfg" "Restart=on-failure" \
+    "RestartPreventExitStatus=64 66 78" "KillSignal=SIGTERM" "TimeoutStopSec=10min" \
+    "ProtectSystem=strict" "ReadWritePaths=/var/lib/cpbridge -/var/lib/prometheus/node-exporter" \
+    "ProtectHome=true" "NoNewPrivileges=true" "PrivateTmp=true" "PrivateDevices=true" \
+    "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6" "CapabilityBoundingSet=" \
+    "MemoryDenyWriteExecute=true" "SystemCallFilter=@system-service" \
+    "StateDirectory=cpbridge" "RuntimeDirectoryPreserve=yes" "WantedBy=multi-user.target"
 if grep -q '^ExecStartPost=' "$service"; then
     fail "cpbridge@.service has an ExecStartPost= (the design has none)"
 fi
@@ -170,6 +181,7 @@ if command -v systemd-analyze >/dev/null 2>&1; then
     # verify insists that ExecStart's program exists: use the built one.
     sed "s|/usr/bin/cpbridge|$bin|" "$service" >"$units/cpbridge@.service"
     cp "$timer" "$units/cpbridge@.timer"
+    sed "s|/usr/bin/cpbridge|$bin|" "$serve" >"$units/cpbridge-serve@.service"
     # A misspelled key must be reported, or this check proves nothing.
     sed 's/^ProtectSystem=/ProtectSystm=/' "$units/cpbridge@.service" >"$units/broken@.service"
     out=$(systemd-analyze verify --man=no --generators=no "$units/broken@ci.service" 2>&1 || true)
@@ -178,7 +190,7 @@ if command -v systemd-analyze >/dev/null 2>&1; then
     fi
     rm -f "$units/broken@.service"
     if out=$(systemd-analyze verify --man=no --generators=no "$units/cpbridge@ci.service" \
-        "$units/cpbridge@ci.timer" 2>&1) && [ -z "$out" ]; then
+        "$units/cpbridge@ci.timer" "$units/cpbridge-serve@ci.service" 2>&1) && [ -z "$out" ]; then
         ok "systemd-analyze verify: no warnings"
     else
         fail "systemd-analyze verify: ${out:-non-zero exit}"
@@ -189,6 +201,12 @@ if command -v systemd-analyze >/dev/null 2>&1; then
         ok "systemd-analyze security: $(tail -n 1 "$tmp/security.txt")"
     else
         fail "systemd-analyze security: exposure above 2.5: $(tail -n 1 "$tmp/security.txt")"
+    fi
+    if systemd-analyze security --offline=true --man=no --threshold=25 \
+        "$units/cpbridge-serve@ci.service" >"$tmp/security-serve.txt" 2>&1; then
+        ok "systemd-analyze security: $(tail -n 1 "$tmp/security-serve.txt")"
+    else
+        fail "systemd-analyze security: exposure above 2.5: $(tail -n 1 "$tmp/security-serve.txt")"
     fi
 else
     echo "note: systemd-analyze not installed: the units were not verified"
@@ -239,6 +257,8 @@ for s in postinst prerm postrm; do
 done
 grep -q 'adduser --quiet --system' "$pkg/debian/postinst" ||
     fail "debian/postinst does not create the system user"
+grep -q "'cpbridge-serve@\*\.service'" "$pkg/debian/prerm" ||
+    fail "debian/prerm does not stop the webhook receivers (cpbridge-serve@*.service)"
 if grep -Eq 'systemctl[^#]*(enable|start)' "$pkg/debian/postinst"; then
     fail "debian/postinst enables or starts a unit (timers are left to the operator)"
 fi
