@@ -102,7 +102,7 @@ static void count(struct server *s, enum outcome o)
     s->minute[b]++;
     if (o == OUT_STAGED) {
         s->due++;
-        pthread_cond_signal(&s->wake); /* one worker; it calls others when there is more */
+        pthread_cond_signal(&s->wake); /* one worker; it wakes others for more */
     }
     pthread_mutex_unlock(&s->mu);
 }
@@ -124,6 +124,17 @@ static void on_http(void *arg, const struct httpd_request *rq, struct httpd_repl
     if (strcmp(rq->method, "POST") != 0) {
         rp->status = 405;
         snprintf(rp->body, sizeof rp->body, "deliveries are POSTed\n");
+        return;
+    }
+    if (rq->too_large) {
+        rp->status = 413;
+        snprintf(rp->body, sizeof rp->body, "request body larger than %lld bytes\n",
+                 (long long)s->cfg->max_body);
+        log_msg(CPB_LOG_WARN, NULL, 0,
+                "a delivery from %s was refused: its body is larger than serve.max_body (%lld"
+                " bytes)",
+                rq->remote, (long long)s->cfg->max_body);
+        count(s, OUT_REFUSED);
         return;
     }
     const char *id = rq->path + strlen(WEBHOOK_PREFIX);
@@ -158,12 +169,10 @@ static bool wait_ms(struct server *s, int64_t ms, bool until_due)
         ts.tv_sec++;
         ts.tv_nsec -= 1000000000L;
     }
+    /* A plain sleep (!until_due) ends early only for the stop. */
     while (!s->stopping && (!until_due || s->due == 0)) {
         if (pthread_cond_timedwait(&s->wake, &s->mu, &ts) == ETIMEDOUT) {
             break;
-        }
-        if (!until_due) {
-            continue; /* a plain sleep: only the stop ends it early */
         }
     }
     return !s->stopping;
@@ -193,7 +202,13 @@ static void *worker_main(void *arg)
         if (s->due > 0 && !wait_ms(s, s->cfg->coalesce_ms, false)) {
             break; /* stopping: what is staged waits for the next run */
         }
-        s->due = 0;
+        /* More than one claim batch arrived: wake another worker to claim
+         * beside this one. */
+        unsigned batch = (unsigned)p->cfg->run.batch;
+        s->due = s->due > batch ? s->due - batch : 0;
+        if (s->due > 0) {
+            pthread_cond_signal(&s->wake);
+        }
         pthread_mutex_unlock(&s->mu);
         memset(&e, 0, sizeof e);
         int code = runner_run(p, &o, &res, &e);
@@ -202,11 +217,6 @@ static void *worker_main(void *arg)
                     code, e.msg);
         }
         pthread_mutex_lock(&s->mu);
-        /* A full claim batch: there is more; let another worker help. */
-        if (res.counts.claimed >= (unsigned)p->cfg->run.batch && s->due == 0) {
-            s->due = 1;
-            pthread_cond_signal(&s->wake);
-        }
     }
     pthread_mutex_unlock(&s->mu);
     pipeline_close(p);

@@ -92,12 +92,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *data_size = 0;
         return MHD_YES;
     }
-    if (p->too_large) {
-        char text[96];
-        snprintf(text, sizeof text, "request body larger than %zu bytes\n", h->max_body);
-        return answer(c, 413, text);
-    }
-    struct httpd_request rq = {method, url, p->body != NULL ? p->body : "", p->len, "", c};
+    struct httpd_request rq = {method,
+                               url,
+                               p->body != NULL && !p->too_large ? p->body : "",
+                               p->too_large ? 0 : p->len,
+                               "",
+                               c,
+                               p->too_large};
     struct httpd_reply rp = {500, "internal error\n"};
     peer(c, rq.remote, sizeof rq.remote);
     h->handler(h->arg, &rq, &rp);

@@ -7,6 +7,7 @@
 #ifndef CPB_HTTPD_H
 #define CPB_HTTPD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "lib/err.h"
@@ -19,6 +20,7 @@ struct httpd_request {
     size_t body_len;
     char remote[64]; /* the peer's address */
     void *conn;      /* the server's connection (headers) */
+    bool too_large;  /* the body was over max_body: dropped, body is "" */
 };
 
 /* The handler's answer: a status and a short plain-text body. */
@@ -34,7 +36,7 @@ typedef void (*httpd_handler)(void *arg, const struct httpd_request *rq, struct 
 struct httpd_config {
     const char *address;  /* IPv4 or IPv6 literal to bind, e.g. "127.0.0.1" */
     unsigned port;        /* 0: any free port (see httpd_port) */
-    size_t max_body;      /* larger bodies get 413 without the handler */
+    size_t max_body;      /* a larger body is dropped: the handler sees too_large */
     unsigned threads;     /* the server's worker threads (1..64) */
     const char *tls_cert; /* PEM text of the certificate chain, or NULL for plain HTTP */
     const char *tls_key;  /* PEM text of its private key */

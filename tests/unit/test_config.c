@@ -290,7 +290,7 @@ static void test_top_level(void)
         CPB_EXIT_CONFIG, "t4.cfg:1: 'name' must be 1 to 64 letters");
     expect_load_error(scratch("t5.cfg", HEAD "nmae = \"x\";\n" ONE_STAGE), CPB_EXIT_CONFIG,
                       "t5.cfg:3: unknown key 'nmae' (known keys: name, stage_dirs, database, run, "
-                      "retry, log, metrics, health, alerts, stages)");
+                      "retry, log, metrics, health, alerts, serve, stages)");
     expect_load_error(scratch("t6.cfg", HEAD "healht = { };\n" ONE_STAGE), CPB_EXIT_CONFIG,
                       "t6.cfg:3: unknown key 'healht' (did you mean 'health'?)");
     expect_load_error(
@@ -675,7 +675,7 @@ static void test_engine_tables(void)
     size_t sizes[] = {sizeof(struct config_database), sizeof(struct config_run),
                       sizeof(struct config_retry),    sizeof(struct config_log),
                       sizeof(struct config_metrics),  sizeof(struct config_health),
-                      sizeof(struct config_alerts)};
+                      sizeof(struct config_alerts),   sizeof(struct config_serve)};
     size_t i = 0;
     for (; config_engine_blocks[i] != NULL; i++) {
         const struct cpb_option *t = config_engine_table(config_engine_blocks[i]);
@@ -686,7 +686,7 @@ static void test_engine_tables(void)
             CU_ASSERT_PTR_NOT_NULL(t[k].help);
         }
     }
-    CU_ASSERT_EQUAL(i, 7);
+    CU_ASSERT_EQUAL(i, 8);
     CU_ASSERT_PTR_NULL(config_engine_table("stages"));
     CU_ASSERT_PTR_NULL(config_engine_table(NULL));
     if (e.code != 0) {

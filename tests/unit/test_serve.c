@@ -500,6 +500,9 @@ static void test_health_and_stop(void)
         out,
         "cpbridge_serve_deliveries_total{pipeline=\"serve-test\",result=\"bad_signature\"} 3"));
     CU_ASSERT_PTR_NOT_NULL(strstr(out, "cpbridge_serve_up{pipeline=\"serve-test\"} 0"));
+    /* 400 four times, 413 once, an unknown source once (test_refusals). */
+    CU_ASSERT_PTR_NOT_NULL(strstr(
+        out, "cpbridge_serve_deliveries_total{pipeline=\"serve-test\",result=\"refused\"} 6"));
     free(out);
 
     /* Killed: its last state says it runs, but nothing answers. */
