@@ -594,15 +594,15 @@ static int cmd_serve(int argc, char **argv)
     }
     o.pipeline_path = argv[optind];
 
-    /* Read the log settings first, as run does. */
+    /* The log settings first, as run does; the server takes the pipeline. */
     struct err e = {0};
     struct pipeline *p = NULL;
     if (pipeline_open(o.pipeline_path, &p, &e) != 0) {
         return report(&e);
     }
     int code = setup_log(p->cfg, level, format, usage_serve);
-    pipeline_close(p);
     if (code != 0) {
+        pipeline_close(p);
         return code;
     }
     /* The signals are taken by this thread only: block them before the
@@ -613,7 +613,7 @@ static int cmd_serve(int argc, char **argv)
     sigaddset(&stop, SIGINT);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     struct server *srv = NULL;
-    if (serve_start(&o, &srv, &e) != 0) {
+    if (serve_start(&o, p, &srv, &e) != 0) {
         return report(&e);
     }
     const struct timespec second = {1, 0};

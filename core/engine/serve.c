@@ -394,20 +394,22 @@ static int write_port_file(const char *path, unsigned port, struct err *err)
     return 0;
 }
 
-int serve_start(const struct serve_options *o, struct server **out, struct err *err)
+int serve_start(const struct serve_options *o, struct pipeline *p, struct server **out,
+                struct err *err)
 {
     struct server *s = calloc(1, sizeof *s);
     *out = NULL;
     if (s == NULL) {
+        pipeline_close(p);
         return err_set(err, CPB_EXIT_SOFTWARE, "out of memory");
     }
+    s->intake_p = p;
     s->o = o;
     s->started_ms = now_ms();
     s->last_tick_ms = 0;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->wake, NULL);
-    if (pipeline_open(o->pipeline_path, &s->intake_p, err) != 0 ||
-        pipeline_init(s->intake_p, err) != 0) {
+    if (pipeline_init(s->intake_p, err) != 0) {
         goto fail;
     }
     s->cfg = &s->intake_p->cfg->serve;

@@ -21,10 +21,14 @@ struct serve_options {
 
 struct server;
 
-/* Open the pipeline (once for the intake and once per worker), connect,
- * listen, start the workers. Returns 0 with *out (new; serve_stop frees
- * it), or -1 with err set (an exit code of enum cpb_exit). */
-int serve_start(const struct serve_options *o, struct server **out, struct err *err);
+/* Serve pipeline `p` (opened from o->pipeline_path, not yet initialised;
+ * the server owns it from here, also on failure): initialise it as the
+ * intake, open it once more per worker, connect, listen, start the
+ * workers. Returns 0 with *out (new; serve_stop frees it), or -1 with err
+ * set (an exit code of enum cpb_exit). */
+struct pipeline;
+int serve_start(const struct serve_options *o, struct pipeline *p, struct server **out,
+                struct err *err);
 
 /* Housekeeping, called about once a second from the main thread: notifier
  * events raised while receiving, the receiver's state (health) and its

@@ -296,21 +296,3 @@ int stage_init_fail(const struct cpb_host *host, struct cpb_ctx *ctx, const char
     host->reason(ctx, "config.invalid", "%s", msg);
     return -1;
 }
-
-/* ---- sources ------------------------------------------------------------------ */
-
-enum cpb_status stage_emit_many(const struct cpb_host *host, struct cpb_ctx *ctx,
-                                json_t *const *orders, size_t n, enum cpb_status *out)
-{
-    if (CPB_HOST_HAS(host, emit_many)) {
-        return host->emit_many(ctx, orders, n, out);
-    }
-    enum cpb_status ret = CPB_OK;
-    for (size_t i = 0; i < n; i++) {
-        out[i] = host->emit(ctx, orders[i]);
-        if (out[i] == CPB_RETRY) {
-            ret = CPB_RETRY;
-        }
-    }
-    return ret;
-}

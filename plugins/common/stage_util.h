@@ -125,14 +125,6 @@ enum cpb_status stage_db_exec(const struct cpb_host *host, struct cpb_ctx *ctx, 
 enum cpb_status stage_db_query(const struct cpb_host *host, struct cpb_ctx *ctx, const char *sql,
                                const struct stage_arg *args, unsigned n, struct cpb_stmt **stmt);
 
-/* ---- sources ------------------------------------------------------------------ */
-
-/* Stage orders[0..n-1] (borrowed) with host->emit_many when the host has it
- * (one transaction), else one emit each; out[i] and the result as
- * emit_many gives them. */
-enum cpb_status stage_emit_many(const struct cpb_host *host, struct cpb_ctx *ctx,
-                                json_t *const *orders, size_t n, enum cpb_status *out);
-
 /* ---- init / fini ------------------------------------------------------------- */
 
 /* A new zeroed state of `size` bytes for init: also stored in *state (so

@@ -83,7 +83,9 @@ static enum cpb_status flush(struct source_file *s, struct tally *t)
     enum cpb_status out[SOURCE_FILE_GROUP];
     enum cpb_status rc = CPB_OK;
     if (t->ngroup > 0) {
-        rc = stage_emit_many(s->host, s->ctx, t->group, t->ngroup, out);
+        /* Built for ABI 1.2 or later, which the host has (it refuses a
+         * stage newer than itself): emit_many is there. */
+        rc = s->host->emit_many(s->ctx, t->group, t->ngroup, out);
     }
     for (size_t i = 0; i < t->ngroup; i++) {
         t->staged += out[i] == CPB_OK;

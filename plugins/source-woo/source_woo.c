@@ -425,7 +425,8 @@ static enum cpb_status read_page(struct source_woo *s, const char *after, long p
         orders[i] = json_array_get(doc, i);
     }
     /* The whole page in one transaction. */
-    if (stage_emit_many(s->host, s->ctx, orders, n, staged) == CPB_RETRY) {
+    /* Built for ABI 1.2 or later, which the host has: emit_many is there. */
+    if (s->host->emit_many(s->ctx, orders, n, staged) == CPB_RETRY) {
         s->host->reason(s->ctx, "source.stage_failed",
                         "could not stage every order from page %ld (see the log); the cursor "
                         "was not moved and the next run reads it again",
