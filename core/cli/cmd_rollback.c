@@ -7,6 +7,7 @@
  * ops_clean (control bytes and invalid UTF-8 escaped, cut to a fixed size).
  * Every value goes into SQL as a bound parameter.
  */
+#include "cli/ops.h"
 #include "cli/ops_common.h"
 
 #include <stdarg.h>
@@ -100,6 +101,9 @@ struct rollback {
     struct ops *op;
     bool dry_run;
     bool force;
+    bool automatic; /* a run's answer to run.store_cancel (ops_undo_for_store) */
+    bool note_due;  /* automatic: leave the after-commit steps due */
+    bool busy;      /* refused because a run holds the order */
     const char *actor;
     struct order_row o;
     char label[500];
@@ -149,15 +153,20 @@ static bool written_by_us(const struct config *cfg, const char *user)
     return !any && strcmp(user, "CPBRIDGE") == 0;
 }
 
-/* Refuse: print the reason, return CPB_EXIT_DATAERR. */
+/* Refuse: print the reason (or keep it in op->quiet), return CPB_EXIT_DATAERR. */
 static int refuse(const struct rollback *rb, const char *fmt, ...) CPB_PRINTF(2, 3);
 static int refuse(const struct rollback *rb, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "cpbridge rollback: order %s: refused: ", rb->label);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    if (rb->op->quiet != NULL) {
+        buf_reset(rb->op->quiet);
+        buf_vaddf(rb->op->quiet, fmt, ap);
+    } else {
+        fprintf(stderr, "cpbridge rollback: order %s: refused: ", rb->label);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+    }
     va_end(ap);
     return CPB_EXIT_DATAERR;
 }
@@ -215,6 +224,7 @@ static int rollback_check(struct rollback *rb)
                       (long long)o->doc_id);
     }
     if (ops_lease_live(o, rb->op->now)) {
+        rb->busy = true;
         return refuse(rb,
                       "a run is working on it (after-commit steps; lease held by %s until %s):"
                       " try again after that run",
@@ -512,9 +522,12 @@ static int rollback_apply(struct rollback *rb)
     if (rc == CPB_OK) {
         /* CP_DOC_ID and CP_TKT_NO stay on the row for the record (and in
          * the rollback event); `dlq retry` clears them. */
-        struct sql_arg a[] = {sql_time(now), sql_int(o->id)};
+        /* A rollback for the store leaves the after-commit steps due when a
+         * stage will tell the store (result.rolled_back). */
+        struct sql_arg a[] = {sql_int(rb->note_due), sql_time(now), sql_time(now), sql_int(o->id)};
         rc = sql_exec(db,
-                      "UPDATE USER_ORDER_STAGING SET STATUS = 'ROLLED_BACK', AFTER_PENDING = 0,"
+                      "UPDATE USER_ORDER_STAGING SET STATUS = 'ROLLED_BACK', AFTER_PENDING = ?,"
+                      " AFTER_ATTEMPTS = 0, NEXT_ATTEMPT_DT = ?, STORE_CANCELLED = 0,"
                       " LEASE_TOKEN = NULL, LEASE_OWNER = NULL, LEASE_UNTIL = NULL,"
                       " UPDATED_DT = ? WHERE STAGING_ID = ? AND STATUS = 'APPLIED'",
                       a, SQL_NARGS(a), &rows);
@@ -537,8 +550,9 @@ static int rollback_apply(struct rollback *rb)
                                    NULL,
                                    ST_APPLIED,
                                    ST_ROLLED_BACK,
-                                   rb->forced.len > 0 ? "manual.rollback.forced"
-                                                      : "manual.rollback",
+                                   rb->automatic        ? "store.rollback"
+                                   : rb->forced.len > 0 ? "manual.rollback.forced"
+                                                        : "manual.rollback",
                                    msg.oom ? rb->op->o.why : buf_str(&msg),
                                    rb->actor,
                                    -1};
@@ -596,13 +610,47 @@ static void rollback_print(const struct rollback *rb)
     }
 }
 
+/* Roll order `id` back (or not, for a dry run) in one transaction: lock,
+ * check, undo, commit. Returns 0 or an exit code (its message printed, or
+ * kept in op->quiet). */
+static int rollback_tx(struct rollback *rb, int64_t id)
+{
+    struct ops *op = rb->op;
+    enum cpb_status rc = db_begin(op->db);
+    int code = 0;
+    if (rc != CPB_OK) {
+        code = ops_db_failed(op, "starting a transaction");
+        goto out;
+    }
+    code = ops_lock_order(op, id, host_now_ms(), &rb->o);
+    if (code != 0) {
+        goto out;
+    }
+    ops_order_label(&rb->o, rb->label, sizeof rb->label);
+    code = rollback_check(rb);
+    if (code == 0) {
+        code = rollback_apply(rb);
+    }
+    if (code != 0) {
+        goto out;
+    }
+    rc = rb->dry_run ? db_rollback(op->db) : db_commit(op->db);
+    if (rc != CPB_OK) {
+        code = ops_db_failed(op, rb->dry_run ? "rolling the dry run back" : "committing");
+    }
+out:
+    if (db_in_transaction(op->db)) {
+        (void)db_rollback(op->db);
+    }
+    return code;
+}
+
 static int cmd_rollback(struct ops *op)
 {
     struct rollback rb;
     char actor[420];
     int64_t id = 0;
     int code;
-    enum cpb_status rc;
 
     if (op->o.nargs != 2) {
         return ops_usage_error(op->v, "give the pipeline file and one order id");
@@ -626,40 +674,49 @@ static int cmd_rollback(struct ops *op)
     rb.force = (op->o.given & OPT_FORCE) != 0;
     rb.actor = actor;
     snprintf(rb.label, sizeof rb.label, "%lld", (long long)id);
-
-    rc = db_begin(op->db);
-    if (rc != CPB_OK) {
-        code = ops_db_failed(op, "starting a transaction");
-        goto out;
-    }
-    code = ops_lock_order(op, id, host_now_ms(), &rb.o);
-    if (code != 0) {
-        goto out;
-    }
-    ops_order_label(&rb.o, rb.label, sizeof rb.label);
-    code = rollback_check(&rb);
+    code = rollback_tx(&rb, id);
     if (code == 0) {
-        code = rollback_apply(&rb);
-    }
-    if (code != 0) {
-        goto out;
-    }
-    if (rb.dry_run) {
-        rc = db_rollback(op->db);
-    } else {
-        rc = db_commit(op->db);
-    }
-    if (rc != CPB_OK) {
-        code = ops_db_failed(op, rb.dry_run ? "rolling the dry run back" : "committing");
-        goto out;
-    }
-    rollback_print(&rb);
-out:
-    if (db_in_transaction(op->db)) {
-        (void)db_rollback(op->db);
+        rollback_print(&rb);
     }
     rollback_free(&rb);
     return code;
+}
+
+int ops_undo_for_store(void *arg, struct db *db, int64_t id, const char *why, bool note_due,
+                       char *msg, size_t n)
+{
+    const struct ops_undo *u = arg;
+    struct buf quiet = BUF_INIT;
+    struct ops op;
+    struct rollback rb;
+    char actor[300];
+
+    memset(&op, 0, sizeof op);
+    op.v = &ops_verb_rollback;
+    op.path = u->path;
+    op.cfg = u->cfg;
+    op.db = db;
+    op.now = host_now_ms();
+    op.o.why = why;
+    op.quiet = &quiet;
+    snprintf(actor, sizeof actor, "cpbridge run (run.store_cancel)");
+    memset(&rb, 0, sizeof rb);
+    rb.op = &op;
+    rb.automatic = true;
+    rb.note_due = note_due;
+    rb.actor = actor;
+    snprintf(rb.label, sizeof rb.label, "%lld", (long long)id);
+    int code = rollback_tx(&rb, id);
+    snprintf(msg, n, "%s", quiet.oom ? "out of memory" : buf_str(&quiet));
+    buf_free(&quiet);
+    rollback_free(&rb);
+    if (code == 0) {
+        return 0;
+    }
+    if (rb.busy) {
+        return 2;
+    }
+    return code == CPB_EXIT_DATAERR ? 1 : -1;
 }
 
 const struct verb ops_verb_rollback = {"rollback", usage_rollback,

@@ -54,8 +54,10 @@ static const char usage_run[] =
     "usage: cpbridge run PIPELINE [--dry-run] [--limit N] [--since TIME]\n"
     "                    [--log-level LEVEL] [--log-format text|json] [--json]\n"
     "\n"
-    "Runs the pipeline once: sources stage new orders, due orders go through the\n"
-    "steps in one transaction each, after-commit steps and notifiers follow.\n"
+    "Runs the pipeline once: sources stage new orders, applied orders the store\n"
+    "cancelled since are flagged or rolled back (run.store_cancel), due orders go\n"
+    "through the steps in one transaction each, after-commit steps and notifiers\n"
+    "follow.\n"
     "\n"
     "  --dry-run          run the steps and roll every order back; sources,\n"
     "                     after-commit steps and notifiers do not run; nothing is\n"
@@ -279,6 +281,9 @@ static int cmd_run(int argc, char **argv)
         pipeline_close(p);
         return report(&e);
     }
+    struct ops_undo undo = {p->cfg, o.pipeline_path};
+    o.undo = ops_undo_for_store;
+    o.undo_arg = &undo;
     code = runner_run(p, &o, &res, &e);
     if (e.code != 0) {
         report(&e);
@@ -613,6 +618,9 @@ static int cmd_serve(int argc, char **argv)
     sigaddset(&stop, SIGINT);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     struct server *srv = NULL;
+    struct ops_undo undo = {p->cfg, o.pipeline_path};
+    o.undo = ops_undo_for_store;
+    o.undo_arg = &undo;
     if (serve_start(&o, p, &srv, &e) != 0) {
         return report(&e);
     }

@@ -38,9 +38,14 @@ int ops_fail(const struct ops *op, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "cpbridge %s: ", op->v->name);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    if (op->quiet != NULL) {
+        buf_reset(op->quiet);
+        buf_vaddf(op->quiet, fmt, ap);
+    } else {
+        fprintf(stderr, "cpbridge %s: ", op->v->name);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+    }
     va_end(ap);
     return code;
 }

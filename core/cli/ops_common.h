@@ -22,6 +22,7 @@
 #include "services/sql.h"
 
 struct config;
+struct buf;
 
 enum opt_bit {
     OPT_HELP = 1u << 0,
@@ -56,6 +57,8 @@ struct ops {
     struct config *cfg;
     struct db *db;
     int64_t now;
+    struct buf *quiet; /* not NULL: ops_fail writes its message here, not on
+                          stderr (a run's automatic rollback; borrowed) */
 };
 
 struct verb {
@@ -75,7 +78,8 @@ extern const struct verb ops_verb_health, ops_verb_status, ops_verb_orders, ops_
  * returns CPB_EXIT_USAGE. */
 int ops_usage_error(const struct verb *v, const char *fmt, ...) CPB_PRINTF(2, 3);
 
-/* Print "cpbridge VERB: message" on stderr and return `code`. */
+/* Print "cpbridge VERB: message" on stderr (into op->quiet instead, when
+ * set) and return `code`. */
 int ops_fail(const struct ops *op, int code, const char *fmt, ...) CPB_PRINTF(3, 4);
 
 /* ---- text from the database ------------------------------------------------ */

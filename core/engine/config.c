@@ -36,6 +36,7 @@
 static const char *const dialect_choices[] = {"sqlite", "postgresql", "mssql", NULL};
 static const char *const level_choices[] = {"error", "warn", "info", "debug", NULL};
 static const char *const format_choices[] = {"text", "json", NULL};
+static const char *const store_cancel_choices[] = {"flag", "rollback", NULL};
 
 /* Milliseconds in a second, minute, hour and day, for the tables. */
 #define MS_S 1000LL
@@ -69,6 +70,11 @@ static const struct cpb_option run_table[] = {
     {"expect_every", CPB_OPT_DURATION, 0, "15m", MS_M, 30 * MS_D, NULL,
      offsetof(struct config_run, expect_every_ms),
      "No successful run for longer than this raises scheduler.missed."},
+    {"store_cancel", CPB_OPT_ENUM, 0, "flag", 0, 0, store_cancel_choices,
+     offsetof(struct config_run, store_cancel),
+     "An applied order the store cancels, refunds in full or trashes: \"flag\" it for a"
+     " person, or \"rollback\" (undo its open, unedited Counterpoint document as"
+     " `cpbridge rollback` does; flagged with the reason when that is refused)."},
     {NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL}};
 
 static const struct cpb_option retry_table[] = {

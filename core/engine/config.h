@@ -63,7 +63,11 @@ struct config_run {
     const char *lock_file;   /* host lock; default: $TMPDIR/cpbridge-<name>.lock */
     int64_t stale_after_ms;  /* pending longer than this raises orders.stale */
     int64_t expect_every_ms; /* dead-man: no successful run for longer raises scheduler.missed */
+    int store_cancel;        /* enum store_cancel: an applied order the store cancelled */
 };
+
+/* run.store_cancel: the index of its choice. */
+enum store_cancel { STORE_CANCEL_FLAG = 0, STORE_CANCEL_ROLLBACK = 1 };
 
 struct config_retry {
     int64_t max_attempts;

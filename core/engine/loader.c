@@ -58,6 +58,7 @@ static const size_t stage_size_by_minor[] = {
     STAGE_END_OF(process_batch), /* 1.1 */
     STAGE_END_OF(process_batch), /* 1.2: only the host grew */
     STAGE_END_OF(receive),       /* 1.3 */
+    STAGE_END_OF(receive),       /* 1.4: result.rolled_back for after-commit stages */
 };
 _Static_assert(sizeof stage_size_by_minor / sizeof stage_size_by_minor[0] == CPB_ABI_MINOR + 1,
                "stage_size_by_minor needs one entry per ABI minor");

@@ -55,6 +55,7 @@ struct after_item {
     struct cpb_record rec;
     bool stopped;   /* a step did not finish: later steps wait for the retry */
     bool abandoned; /* the database failed: the order stays due, untouched */
+    bool removed;   /* rolled back for its store: only takes_rollbacks stages */
     enum after_state state;
     int64_t next;
     char code[64];
@@ -194,6 +195,12 @@ static void finish_event(struct runner *r, const char *name, json_t *ev)
         snprintf(summary, sizeof summary,
                  "%zu order(s) changed in the store after they were applied", n);
         snprintf(cmd, sizeof cmd, "cpbridge orders %s list --changed", path);
+    } else if (strcmp(name, "order.rolled_back") == 0) {
+        snprintf(summary, sizeof summary,
+                 "%zu order(s) the store cancelled were removed from Counterpoint, their"
+                 " inventory restored (run.store_cancel = rollback)",
+                 n);
+        snprintf(cmd, sizeof cmd, "cpbridge orders %s list --state ROLLED_BACK", path);
     } else if (strcmp(name, "source.unreachable") == 0) {
         snprintf(summary, sizeof summary,
                  "a source could not be reached; its cursor did not move and it is tried again"
@@ -561,6 +568,12 @@ static enum cpb_status emit_report(struct runner *r, const char *source, json_t 
             event_order(r, "order.invalid", &so, "payload.malformed",
                         json_string_value(json_object_get(p0, "message")));
         }
+        return CPB_OK;
+    case UPSERT_STORE_CANCELLED:
+        log_msg(CPB_LOG_WARN, source, id,
+                "order %s was cancelled in the store after it was applied to Counterpoint;"
+                " run.store_cancel decides what happens (flag it, or roll it back)",
+                ext);
         return CPB_OK;
     case UPSERT_CHANGED_AFTER:
         log_msg(CPB_LOG_WARN, source, id,
@@ -1091,6 +1104,23 @@ static void after_stage(struct runner *r, size_t si, const size_t *idx, size_t k
     free(out);
 }
 
+/* An after-commit stage built for ABI 1.4 or later is told of an order
+ * rolled back for its store (result.rolled_back); older ones never see it. */
+static bool takes_rollbacks(const struct stage_inst *s)
+{
+    return s->ls.desc->kind == CPB_AFTER_COMMIT && s->ls.desc->abi_minor >= 4;
+}
+
+static bool any_takes_rollbacks(const struct pipeline *p)
+{
+    for (size_t i = 0; i < p->n; i++) {
+        if (takes_rollbacks(&p->st[i])) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static void after_item_clear(struct after_item *it)
 {
     json_decref(it->result);
@@ -1128,7 +1158,7 @@ static void after_flush(struct runner *r)
         for (size_t j = 0; j < r->n_after; j++) {
             struct after_item *it = &r->after[j];
             bool done = false;
-            if (it->stopped || it->abandoned) {
+            if (it->stopped || it->abandoned || (it->removed && !takes_rollbacks(s))) {
                 continue;
             }
             if (staging_after_is_done(r->db, it->so.id, s->cs->id, &done) != CPB_OK) {
@@ -1176,6 +1206,7 @@ static void process_order(struct runner *r, int64_t id)
     json_t *raw = NULL;
     json_t *norm = NULL;
     json_t *result = NULL;
+    bool removed = false;
     char msg[300];
 
     enum cpb_status rc = staging_load(r->db, id, r->lease, &so);
@@ -1225,6 +1256,17 @@ static void process_order(struct runner *r, int64_t id)
         if (!has_kind(r->p, CPB_AFTER_COMMIT)) {
             goto out;
         }
+    } else if (strcmp(so.status, ST_ROLLED_BACK) == 0 && so.after_pending == AFTER_DUE) {
+        /* Rolled back for its store (run.store_cancel): the after-commit
+         * stages that take it tell the store, once. */
+        char why[120];
+        const char *number = json_string_value(json_object_get(norm, "number"));
+        snprintf(why, sizeof why, "store cancelled order %s", number != NULL ? number : so.ext_id);
+        json_object_set_new(result, "rolled_back",
+                            json_pack("{s:s, s:I, s:s?}", "reason", why, "cp_doc_id",
+                                      (json_int_t)so.cp_doc_id, "cp_tkt_no", so.cp_tkt_no));
+        rec.attempt = so.after_attempts > 1 ? so.after_attempts : 2;
+        removed = true;
     } else if (!(strcmp(so.status, ST_APPLIED) == 0 && so.after_pending == AFTER_DUE)) {
         goto out;
     } else {
@@ -1241,6 +1283,7 @@ static void process_order(struct runner *r, int64_t id)
     it->norm = norm;
     it->result = result;
     it->rec = rec;
+    it->removed = removed;
     it->state = AFTER_NONE;
     memset(&so, 0, sizeof so);
     raw = NULL;
@@ -1355,6 +1398,165 @@ static void run_orders(struct runner *r)
     after_flush(r);
 }
 
+/* ---- store cancellations (run.store_cancel) ------------------------------ */
+
+/* Orders the policy handles per run, at most: the rest wait for the next. */
+#define STORE_CANCEL_BATCH 100
+
+/* Column `col` as a new string (NULL for SQL NULL). */
+static enum cpb_status dup_text(struct cpb_stmt *st, unsigned col, char **out)
+{
+    const char *v = NULL;
+    enum cpb_status rc = db_col_text(st, col, &v);
+    *out = NULL;
+    if (rc == CPB_OK && v != NULL && (*out = strdup(v)) == NULL) {
+        rc = CPB_FAIL;
+    }
+    return rc;
+}
+
+/* Leave a store-cancelled order flagged for a person, saying why. */
+static void store_cancel_flag(struct runner *r, const struct staged_order *so, const char *number,
+                              const char *why)
+{
+    char msg[1400];
+    snprintf(msg, sizeof msg,
+             "the store cancelled order %s after it was applied; it stays in Counterpoint,"
+             " flagged for a person: %s",
+             number, why);
+    struct sql_arg a[] = {sql_time(host_now_ms()), sql_int(so->id)};
+    enum cpb_status rc = sql_exec(r->db,
+                                  "UPDATE USER_ORDER_STAGING SET STORE_CANCELLED = 0,"
+                                  " UPDATED_DT = ? WHERE STAGING_ID = ? AND STORE_CANCELLED = 1",
+                                  a, SQL_NARGS(a), NULL);
+    if (rc == CPB_OK) {
+        struct staging_event ev = {so->id,
+                                   r->res->run_id,
+                                   "store_cancel.flagged",
+                                   NULL,
+                                   ST_APPLIED,
+                                   ST_APPLIED,
+                                   "order.changed",
+                                   msg,
+                                   NULL,
+                                   -1};
+        rc = staging_event(r->db, &ev, host_now_ms());
+    }
+    if (rc != CPB_OK) {
+        log_msg(CPB_LOG_ERROR, NULL, so->id, "could not flag order %s: %s", so->ext_id,
+                db_last_error(r->db));
+        (void)db_recover(r);
+        return;
+    }
+    log_msg(CPB_LOG_WARN, so->source, so->id, "%s", msg);
+    event_order(r, "order.changed", so, "order.cancelled", msg);
+    r->attention = true;
+}
+
+/*
+ * The applied orders the store cancelled, fully refunded or removed since
+ * they were applied (STORE_CANCELLED = 1): under run.store_cancel =
+ * "rollback" each is undone through `cpbridge rollback`'s code (o->undo),
+ * which refuses a document no longer open or edited since, and then the
+ * order is flagged with that reason; under "flag" each is flagged. A crash
+ * leaves the mark set, so the next run decides again.
+ */
+static void store_cancels(struct runner *r)
+{
+    struct cpb_stmt *st = NULL;
+    struct staged_order v[STORE_CANCEL_BATCH];
+    char number[STORE_CANCEL_BATCH][40];
+    size_t n = 0;
+    int64_t now = host_now_ms();
+    struct sql_arg a[] = {sql_time(now)};
+    enum cpb_status rc = sql_query(r->db,
+                                   "SELECT STAGING_ID, SOURCE, EXT_ORDER_ID, ORDER_NO"
+                                   " FROM USER_ORDER_STAGING WHERE STATUS = 'APPLIED'"
+                                   " AND STORE_CANCELLED = 1"
+                                   " AND (LEASE_UNTIL IS NULL OR LEASE_UNTIL < ?)"
+                                   " ORDER BY STAGING_ID",
+                                   a, SQL_NARGS(a), &st);
+    memset(v, 0, sizeof v);
+    while (rc == CPB_OK && n < STORE_CANCEL_BATCH && (rc = db_fetch(st)) == CPB_OK) {
+        const char *no = NULL;
+        struct staged_order *so = &v[n];
+        rc = db_col_int(st, 1, &so->id, NULL);
+        if (rc == CPB_OK) {
+            rc = dup_text(st, 2, &so->source);
+        }
+        if (rc == CPB_OK) {
+            rc = dup_text(st, 3, &so->ext_id);
+        }
+        if (rc == CPB_OK) {
+            rc = db_col_text(st, 4, &no);
+        }
+        n++;
+        if (rc == CPB_OK) {
+            snprintf(number[n - 1], sizeof number[0], "%s",
+                     no != NULL           ? no
+                     : so->ext_id != NULL ? so->ext_id
+                                          : "?");
+        }
+    }
+    db_finalize(st);
+    if (rc != CPB_OK && rc != CPB_SKIP) {
+        log_msg(CPB_LOG_ERROR, NULL, 0, "could not list the orders the store cancelled: %s",
+                db_last_error(r->db));
+        (void)db_recover(r);
+        r->attention = true;
+        goto out;
+    }
+    bool rollback = r->p->cfg->run.store_cancel == STORE_CANCEL_ROLLBACK;
+    bool note_due = any_takes_rollbacks(r->p);
+    for (size_t i = 0; i < n && !r->fatal_db; i++) {
+        struct staged_order *so = &v[i];
+        char why[120];
+        char msg[1000] = "";
+        if (so->source == NULL || so->ext_id == NULL) {
+            continue;
+        }
+        if (!rollback) {
+            store_cancel_flag(r, so, number[i],
+                              "run.store_cancel is \"flag\": roll it back by hand"
+                              " (`cpbridge rollback`) or fix it in Counterpoint");
+            continue;
+        }
+        if (r->o->undo == NULL) {
+            store_cancel_flag(r, so, number[i],
+                              "this program cannot roll orders back on its own here");
+            continue;
+        }
+        snprintf(why, sizeof why, "store cancelled order %.39s", number[i]);
+        int got = r->o->undo(r->o->undo_arg, r->db, so->id, why, note_due, msg, sizeof msg);
+        if (got == 0) {
+            char text[1200];
+            snprintf(text, sizeof text, "%s: removed from Counterpoint, its inventory restored",
+                     why);
+            log_msg(CPB_LOG_WARN, so->source, so->id, "%s", text);
+            event_order(r, "order.rolled_back", so, "store.rollback", text);
+        } else if (got == 1) {
+            char text[1200];
+            snprintf(text, sizeof text, "it could not be rolled back: %s", msg);
+            store_cancel_flag(r, so, number[i], text);
+        } else if (got == 2) {
+            log_msg(CPB_LOG_INFO, so->source, so->id,
+                    "order %s: the store cancelled it; a run holds it, so the next run rolls it"
+                    " back",
+                    so->ext_id);
+        } else {
+            log_msg(CPB_LOG_ERROR, so->source, so->id,
+                    "order %s: rolling it back failed (%s); the next run tries again", so->ext_id,
+                    msg);
+            (void)db_recover(r);
+            r->attention = true;
+        }
+    }
+out:
+    for (size_t i = 0; i < n; i++) {
+        staging_order_clear(&v[i]);
+    }
+}
+
 /* ---- the run ------------------------------------------------------------- */
 
 static char *stage_timings_json(struct runner *r)
@@ -1430,6 +1632,9 @@ static int connect_db(struct runner *r, struct err *err)
     return 0;
 }
 
+static enum cpb_status on_withdraw(void *owner, struct cpb_ctx *ctx, const char *ext,
+                                   const char *why);
+
 int runner_run(struct pipeline *p, const struct run_options *o, struct run_result *res,
                struct err *err)
 {
@@ -1484,6 +1689,7 @@ int runner_run(struct pipeline *p, const struct run_options *o, struct run_resul
     p->env.event = on_stage_event;
     p->env.emit = on_emit;
     p->env.emit_many = on_emit_many;
+    p->env.withdraw = on_withdraw;
     if (connect_db(&r, err) != 0) {
         code = err->code;
         if (code == CPB_EXIT_UNAVAILABLE) {
@@ -1509,6 +1715,9 @@ int runner_run(struct pipeline *p, const struct run_options *o, struct run_resul
     if (!o->dry_run) {
         if (!o->apply_only) {
             run_sources(&r);
+        }
+        if (!r.fatal_db && has_kind(p, CPB_STEP)) {
+            store_cancels(&r);
         }
         r.due_by = host_now_ms();
         if (!has_kind(p, CPB_STEP)) {
@@ -1568,6 +1777,7 @@ out:
     }
     p->env.emit = NULL;
     p->env.emit_many = NULL;
+    p->env.withdraw = NULL;
     p->env.event = NULL;
     p->env.owner = NULL;
     p->env.db = NULL;
@@ -1603,17 +1813,15 @@ static enum cpb_status on_withdraw(void *owner, struct cpb_ctx *ctx, const char 
         (void)db_recover(r);
         return CPB_RETRY;
     }
-    struct staged_order so = {.id = id, .source = (char *)source, .ext_id = (char *)ext};
     switch (outcome) {
     case WITHDRAW_CANCELLED:
         log_msg(CPB_LOG_INFO, source, id, "order %s cancelled: %s", ext, why);
         return CPB_OK;
     case WITHDRAW_FLAGGED:
         log_msg(CPB_LOG_WARN, source, id,
-                "order %s was removed in the store after it was applied; flagged for review: %s",
+                "order %s: %s, after it was applied to Counterpoint; run.store_cancel decides"
+                " what happens (flag it, or roll it back)",
                 ext, why);
-        event_order(r, "order.changed", &so, "order.deleted", why);
-        r->attention = true;
         return CPB_OK;
     case WITHDRAW_UNKNOWN:
         log_msg(CPB_LOG_INFO, source, 0, "order %s was removed in the store; it is not staged here",

@@ -9,11 +9,28 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "engine/pipeline.h"
 #include "engine/staging.h"
 #include "lib/err.h"
+
+struct db;
+
+/*
+ * Undo applied order `id` in Counterpoint the way `cpbridge rollback` does,
+ * on connection `db` (borrowed; no transaction open), in one transaction of
+ * its own: the run's answer to run.store_cancel = "rollback". `why`
+ * (borrowed) is the audit reason. When `note_due`, the order is left with
+ * its after-commit steps due (AFTER_PENDING = 1), so that after-commit
+ * stages tell the store (result.rolled_back). Returns 0 rolled back; 1
+ * refused, nothing changed, the reason in msg[n] (the order is flagged for a
+ * person); 2 busy (a run holds it: try again later); -1 a database failure,
+ * nothing changed, the message in msg[n].
+ */
+typedef int (*run_undo_fn)(void *arg, struct db *db, int64_t id, const char *why, bool note_due,
+                           char *msg, size_t n);
 
 struct run_options {
     bool dry_run;              /* steps run and roll back; no source, no
@@ -27,6 +44,9 @@ struct run_options {
                                   scheduled runs */
     const atomic_bool *stop;   /* when set (may be NULL), claim no more: the
                                   run finishes the orders it holds and ends */
+    run_undo_fn undo;          /* run.store_cancel = "rollback"; NULL: flag
+                                  instead, saying that this host cannot */
+    void *undo_arg;            /* handed to undo */
 };
 
 struct run_result {

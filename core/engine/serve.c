@@ -184,8 +184,11 @@ static void *worker_main(void *arg)
     struct server *s = w->srv;
     struct pipeline *p = NULL;
     struct err e = {0};
-    struct run_options o = {
-        .pipeline_path = s->o->pipeline_path, .apply_only = true, .stop = &s->stop_runs};
+    struct run_options o = {.pipeline_path = s->o->pipeline_path,
+                            .apply_only = true,
+                            .stop = &s->stop_runs,
+                            .undo = s->o->undo,
+                            .undo_arg = s->o->undo_arg};
     struct run_result res;
 
     if (pipeline_open(s->o->pipeline_path, &p, &e) != 0 || pipeline_init(p, &e) != 0) {

@@ -12,11 +12,14 @@
 #ifndef CPB_SERVE_H
 #define CPB_SERVE_H
 
+#include "engine/runner.h"
 #include "lib/err.h"
 
 struct serve_options {
     const char *pipeline_path; /* borrowed until serve_stop */
     const char *port_file;     /* write the bound port here once listening, or NULL */
+    run_undo_fn undo;          /* for the workers' runs (run_options.undo) */
+    void *undo_arg;
 };
 
 struct server;

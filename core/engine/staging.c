@@ -15,15 +15,17 @@
 #include "services/sql.h"
 
 /* Which rows are due: pending orders whose time has come, and applied
- * orders with after-commit work due; never a row under a live lease. */
+ * orders with after-commit work due (and orders rolled back for their
+ * store, whose after-commit stages tell the store: run.store_cancel);
+ * never a row under a live lease. */
 #define DUE_WHERE                                                                                  \
-    "((STATUS = 'PENDING') OR (STATUS = 'APPLIED' AND AFTER_PENDING = 1))"                         \
+    "((STATUS = 'PENDING') OR (STATUS IN ('APPLIED', 'ROLLED_BACK') AND AFTER_PENDING = 1))"       \
     " AND NEXT_ATTEMPT_DT <= ? AND (LEASE_UNTIL IS NULL OR LEASE_UNTIL < ?)"
 
 #define CLAIM_SET                                                                                  \
     " SET LEASE_TOKEN = ?, LEASE_OWNER = ?, LEASE_UNTIL = ?, UPDATED_DT = ?,"                      \
     " ATTEMPTS = CASE WHEN STATUS = 'PENDING' THEN ATTEMPTS + 1 ELSE ATTEMPTS END,"                \
-    " AFTER_ATTEMPTS = CASE WHEN STATUS = 'APPLIED' THEN AFTER_ATTEMPTS + 1"                       \
+    " AFTER_ATTEMPTS = CASE WHEN STATUS <> 'PENDING' THEN AFTER_ATTEMPTS + 1"                      \
     " ELSE AFTER_ATTEMPTS END"
 
 /*
@@ -198,6 +200,161 @@ static enum cpb_status record(struct db *db, int64_t id, const char *run_id, con
     return staging_event(db, &ev, now);
 }
 
+/* One SKU's quantity and amount, summed over an order's lines. */
+struct sku_sum {
+    char *sku;
+    int64_t qty, total;
+    int64_t new_qty, new_total;
+    bool in_old, in_new;
+};
+
+static struct sku_sum *sku_find(struct sku_sum **v, size_t *n, size_t *cap, const char *sku)
+{
+    for (size_t i = 0; i < *n; i++) {
+        if (strcmp((*v)[i].sku, sku) == 0) {
+            return &(*v)[i];
+        }
+    }
+    if (*n == *cap) {
+        size_t ncap = *cap == 0 ? 8 : *cap * 2;
+        struct sku_sum *grown = realloc(*v, ncap * sizeof *grown);
+        if (grown == NULL) {
+            return NULL;
+        }
+        *v = grown;
+        *cap = ncap;
+    }
+    struct sku_sum *e = &(*v)[*n];
+    memset(e, 0, sizeof *e);
+    e->sku = strdup(sku);
+    if (e->sku == NULL) {
+        return NULL;
+    }
+    (*n)++;
+    return e;
+}
+
+/* Ten-thousandths for a person: money with 2 places, a quantity with none
+ * when it is whole, else 4. */
+static const char *dec(int64_t v, int decimals, char *out, size_t n)
+{
+    if (decimals == 4 && v % 10000 == 0) {
+        decimals = 0;
+    }
+    if (text_format_decimal(v, decimals, out, n) < 0) {
+        snprintf(out, n, "?");
+    }
+    return out;
+}
+
+/*
+ * What changed in an applied order, in words a person can act on: the
+ * store status, each SKU whose quantity or amount differs (added, removed,
+ * changed), and each refund the store recorded. *cancel is set when the
+ * store cancelled or fully refunded the order (its status is "cancelled"
+ * or "refunded"); the run's store_cancel policy decides those. *material
+ * is set when a line or a refund differs; a change of the store status alone
+ * (as sync-status makes) is not material.
+ */
+static enum cpb_status change_summary(struct db *db, int64_t id, const char *old_store_status,
+                                      json_t *norm, struct buf *out, bool *cancel, bool *material)
+{
+    struct cpb_stmt *st = NULL;
+    struct sku_sum *v = NULL;
+    size_t n = 0, cap = 0;
+    char a[48], b[48], c[48], d[48];
+    const char *status = jstr(norm, "status");
+    enum cpb_status rc;
+
+    *cancel =
+        status != NULL && (strcmp(status, "cancelled") == 0 || strcmp(status, "refunded") == 0);
+    *material = false;
+    if (status != NULL && old_store_status != NULL && strcmp(status, old_store_status) != 0) {
+        buf_addf(out, "store status %s -> %s", old_store_status, status);
+    }
+    rc = sql_query(db,
+                   "SELECT SKU, QTY, LINE_TOTAL FROM USER_ORDER_STAGING_LIN WHERE STAGING_ID = ?"
+                   " ORDER BY LIN_SEQ_NO",
+                   (struct sql_arg[]){sql_int(id)}, 1, &st);
+    while (rc == CPB_OK && (rc = db_fetch(st)) == CPB_OK) {
+        const char *sku = NULL;
+        int64_t qty = 0, total = 0;
+        bool null = false;
+        rc = db_col_text(st, 1, &sku);
+        if (rc == CPB_OK) {
+            rc = db_col_decimal(st, 2, &qty, &null);
+        }
+        if (rc == CPB_OK) {
+            rc = db_col_decimal(st, 3, &total, &null);
+        }
+        if (rc != CPB_OK) {
+            break;
+        }
+        struct sku_sum *e = sku_find(&v, &n, &cap, sku != NULL ? sku : "");
+        if (e == NULL) {
+            rc = CPB_FAIL;
+            break;
+        }
+        e->in_old = true;
+        e->qty += qty;
+        e->total += total;
+    }
+    db_finalize(st);
+    if (rc != CPB_SKIP) {
+        goto out;
+    }
+    rc = CPB_OK;
+    json_t *lines = json_object_get(norm, "lines");
+    for (size_t i = 0; i < json_array_size(lines); i++) {
+        json_t *line = json_array_get(lines, i);
+        const char *sku = jstr(line, "sku");
+        struct sku_sum *e = sku_find(&v, &n, &cap, sku != NULL ? sku : "");
+        if (e == NULL) {
+            rc = CPB_FAIL;
+            goto out;
+        }
+        e->in_new = true;
+        e->new_qty += jint(line, "qty");
+        e->new_total += jint(line, "total");
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct sku_sum *e = &v[i];
+        const char *sep = out->len > 0 ? "; " : "";
+        *material = *material || !e->in_new || !e->in_old || e->qty != e->new_qty ||
+                    e->total != e->new_total;
+        if (!e->in_new) {
+            buf_addf(out, "%sSKU '%s' removed (was qty %s, %s)", sep, e->sku,
+                     dec(e->qty, 4, a, sizeof a), dec(e->total, 2, b, sizeof b));
+        } else if (!e->in_old) {
+            buf_addf(out, "%sSKU '%s' added (qty %s, %s)", sep, e->sku,
+                     dec(e->new_qty, 4, a, sizeof a), dec(e->new_total, 2, b, sizeof b));
+        } else if (e->qty != e->new_qty || e->total != e->new_total) {
+            buf_addf(out, "%sSKU '%s' qty %s -> %s, amount %s -> %s", sep, e->sku,
+                     dec(e->qty, 4, a, sizeof a), dec(e->new_qty, 4, b, sizeof b),
+                     dec(e->total, 2, c, sizeof c), dec(e->new_total, 2, d, sizeof d));
+        }
+    }
+    json_t *refunds = json_object_get(norm, "refunds");
+    for (size_t i = 0; i < json_array_size(refunds); i++) {
+        json_t *r = json_array_get(refunds, i);
+        const char *why = jstr(r, "reason");
+        *material = true;
+        buf_addf(out, "%srefund #%lld of %s%s%s%s", out->len > 0 ? "; " : "",
+                 (long long)jint(r, "id"), dec(jint(r, "total"), 2, a, sizeof a),
+                 why != NULL && why[0] != '\0' ? " ('" : "", why != NULL ? why : "",
+                 why != NULL && why[0] != '\0' ? "')" : "");
+    }
+    if (out->oom) {
+        rc = CPB_FAIL;
+    }
+out:
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].sku);
+    }
+    free(v);
+    return rc;
+}
+
 static enum cpb_status upsert_in_tx(struct db *db, void *arg)
 {
     struct upsert_args *u = arg;
@@ -211,11 +368,13 @@ static enum cpb_status upsert_in_tx(struct db *db, void *arg)
     char *old_status = NULL;
     char *old_hash = NULL;
     char *flagged_hash = NULL; /* the changed version already flagged */
+    char *old_store_status = NULL;
     enum cpb_status rc;
 
     currency_of(u->norm, currency);
     rc = sql_query(db,
-                   "SELECT STAGING_ID, STATUS, PAYLOAD_HASH, CHANGED_HASH FROM USER_ORDER_STAGING"
+                   "SELECT STAGING_ID, STATUS, PAYLOAD_HASH, CHANGED_HASH, STORE_STATUS"
+                   " FROM USER_ORDER_STAGING"
                    " WHERE SOURCE = ? AND EXT_ORDER_ID = ?",
                    (struct sql_arg[]){sql_text(u->source), sql_text(ext_id)}, 2, &st);
     if (rc != CPB_OK) {
@@ -239,6 +398,9 @@ static enum cpb_status upsert_in_tx(struct db *db, void *arg)
         old_hash = strdup(h != NULL ? h : "");
         if (db_col_text(st, 4, &h) == CPB_OK && h != NULL) {
             flagged_hash = strdup(h);
+        }
+        if (db_col_text(st, 5, &h) == CPB_OK && h != NULL) {
+            old_store_status = strdup(h);
         }
         if (old_status == NULL || old_hash == NULL) {
             rc = CPB_FAIL;
@@ -318,19 +480,51 @@ static enum cpb_status upsert_in_tx(struct db *db, void *arg)
             rc = CPB_OK;
             goto out;
         }
-        u->outcome = UPSERT_CHANGED_AFTER;
-        rc = sql_exec(db,
-                      "UPDATE USER_ORDER_STAGING SET CHANGED_AFTER_APPLY = 1, CHANGED_HASH = ?,"
-                      " UPDATED_DT = ? WHERE STAGING_ID = ?",
-                      (struct sql_arg[]){sql_text(u->hash), sql_time(u->now), sql_int(u->id)}, 3,
-                      NULL);
-        if (rc == CPB_OK) {
-            rc = record(db, u->id, u->run_id, "changed.after_apply", old_status, old_status,
-                        "order.changed",
-                        "the store changed this order after it was applied to Counterpoint;"
-                        " it was not applied again: compare and fix by hand",
-                        u->now);
+        struct buf what = BUF_INIT;
+        bool cancel = false;
+        bool material = false;
+        rc = change_summary(db, u->id, old_store_status, u->norm, &what, &cancel, &material);
+        if (rc != CPB_OK) {
+            buf_free(&what);
+            goto out;
         }
+        const char *now_status = jstr(u->norm, "status");
+        if (!cancel && !material && now_status != NULL && old_store_status != NULL &&
+            strcmp(now_status, old_store_status) != 0) {
+            /* Only the store status moved (sync-status's own write, or a
+             * person completing the order): seen, nothing for anyone. */
+            buf_free(&what);
+            u->outcome = UPSERT_UNCHANGED;
+            rc = sql_exec(db,
+                          "UPDATE USER_ORDER_STAGING SET CHANGED_HASH = ?, UPDATED_DT = ?"
+                          " WHERE STAGING_ID = ?",
+                          (struct sql_arg[]){sql_text(u->hash), sql_time(u->now), sql_int(u->id)},
+                          3, NULL);
+            goto out;
+        }
+        u->outcome = cancel ? UPSERT_STORE_CANCELLED : UPSERT_CHANGED_AFTER;
+        rc = sql_exec(db,
+                      "UPDATE USER_ORDER_STAGING SET CHANGED_AFTER_APPLY = 1, STORE_CANCELLED = ?,"
+                      " CHANGED_HASH = ?, UPDATED_DT = ? WHERE STAGING_ID = ?",
+                      (struct sql_arg[]){sql_int(cancel), sql_text(u->hash), sql_time(u->now),
+                                         sql_int(u->id)},
+                      4, NULL);
+        if (rc == CPB_OK) {
+            struct buf msg = BUF_INIT;
+            buf_addf(&msg,
+                     cancel ? "the store cancelled this order after it was applied to Counterpoint"
+                              " (%s); run.store_cancel decides what happens"
+                            : "the store changed this order after it was applied to Counterpoint"
+                              " (%s); it was not applied again: compare and fix by hand",
+                     what.len > 0 ? buf_str(&what) : "no line, status or refund differs");
+            rc = record(db, u->id, u->run_id, "changed.after_apply", old_status, old_status,
+                        cancel ? "order.cancelled" : "order.changed",
+                        msg.oom ? "the store changed this order after it was applied"
+                                : buf_str(&msg),
+                        u->now);
+            buf_free(&msg);
+        }
+        buf_free(&what);
         goto out;
     }
     if (strcmp(old_status, ST_ROLLED_BACK) == 0) {
@@ -382,6 +576,7 @@ out:
     free(old_status);
     free(old_hash);
     free(flagged_hash);
+    free(old_store_status);
     return rc;
 }
 
@@ -493,8 +688,8 @@ static enum cpb_status withdraw_in_tx(struct db *db, void *arg)
     if (strcmp(status, ST_APPLIED) == 0 && strcmp(changed, WITHDRAWN_HASH) != 0) {
         rc =
             sql_exec(db,
-                     "UPDATE USER_ORDER_STAGING SET CHANGED_AFTER_APPLY = 1, CHANGED_HASH = ?,"
-                     " UPDATED_DT = ? WHERE STAGING_ID = ?",
+                     "UPDATE USER_ORDER_STAGING SET CHANGED_AFTER_APPLY = 1, STORE_CANCELLED = 1,"
+                     " CHANGED_HASH = ?, UPDATED_DT = ? WHERE STAGING_ID = ?",
                      (struct sql_arg[]){sql_text(WITHDRAWN_HASH), sql_time(w->now), sql_int(w->id)},
                      3, NULL);
         if (rc == CPB_OK) {

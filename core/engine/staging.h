@@ -30,13 +30,16 @@ enum after_state { AFTER_NONE = 0, AFTER_DUE = 1, AFTER_GAVE_UP = 2 };
 
 /* What staging_upsert did. */
 enum upsert_outcome {
-    UPSERT_NEW = 0,          /* a new row */
-    UPSERT_UNCHANGED = 1,    /* same payload hash: nothing written */
-    UPSERT_UPDATED = 2,      /* changed before it was applied: payload
-                                replaced, due again with attempts reset */
-    UPSERT_CHANGED_AFTER = 3,/* changed after it was applied: flagged for a
-                                person (CHANGED_AFTER_APPLY=1), not re-created */
-    UPSERT_IGNORED = 4       /* changed, but the order is CANCELLED */
+    UPSERT_NEW = 0,            /* a new row */
+    UPSERT_UNCHANGED = 1,      /* same payload hash: nothing written */
+    UPSERT_UPDATED = 2,        /* changed before it was applied: payload
+                                  replaced, due again with attempts reset */
+    UPSERT_CHANGED_AFTER = 3,  /* changed after it was applied: flagged for a
+                                  person (CHANGED_AFTER_APPLY=1), not re-created */
+    UPSERT_IGNORED = 4,        /* changed, but the order is CANCELLED */
+    UPSERT_STORE_CANCELLED = 5 /* applied, and the store cancelled or fully
+                                refunded it: flagged, and STORE_CANCELLED=1
+                                for run.store_cancel */
 };
 
 /* One staged order as the runner needs it. Strings are new (free with
@@ -89,7 +92,7 @@ enum cpb_status staging_upsert_many(struct db *db, const char *source, struct st
 enum withdraw_outcome {
     WITHDRAW_UNKNOWN = 0,   /* no such order of this source: nothing done */
     WITHDRAW_CANCELLED = 1, /* staged, not applied: now CANCELLED */
-    WITHDRAW_FLAGGED = 2,   /* applied: flagged for a person (CHANGED_AFTER_APPLY) */
+    WITHDRAW_FLAGGED = 2,   /* applied: flagged, STORE_CANCELLED=1 for run.store_cancel */
     WITHDRAW_ALREADY = 3    /* already cancelled, rolled back or flagged so */
 };
 
@@ -97,7 +100,8 @@ enum withdraw_outcome {
  * The store removed order `ext_id` of `source` (e.g. moved it to the
  * trash): in one transaction, an order not yet applied (PENDING, INVALID,
  * DEAD) becomes CANCELLED, its lease dropped, and an applied one is flagged
- * for a person; each with an audit event carrying `why` (borrowed) and the
+ * (CHANGED_AFTER_APPLY) and marked STORE_CANCELLED for the run's
+ * store_cancel policy; each with an audit event carrying `why` (borrowed) and the
  * run. *id (may be NULL) receives the staging id, 0 when unknown.
  */
 enum cpb_status staging_withdraw(struct db *db, const char *source, const char *ext_id,

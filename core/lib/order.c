@@ -567,20 +567,25 @@ static void read_lines(struct norm *n, json_t *raw, json_t *out, struct line_sum
     }
 }
 
-/* Normalize shipping_lines into out["shipping_lines"]. */
-static void read_shipping_lines(struct norm *n, json_t *raw, json_t *out)
+/* Fills normalized object `o` from raw element `e` (at `path`). */
+typedef void (*fill_fn)(struct norm *n, json_t *o, json_t *e, const char *path, void *arg);
+
+/* Normalize the array raw[in_key] into a new array out[out_key]: one object
+ * per element, filled by `fill`. */
+static void read_list(struct norm *n, json_t *raw, json_t *out, const char *in_key,
+                      const char *out_key, fill_fn fill, void *arg)
 {
     size_t count = 0;
     char path[64];
-    json_t *arr = get_array(n, raw, "shipping_lines", false, &count);
+    json_t *arr = get_array(n, raw, in_key, false, &count);
     json_t *list = json_array();
 
-    set(n, out, "shipping_lines", list);
+    set(n, out, out_key, list);
     if (list == NULL) {
         return;
     }
     for (size_t i = 0; i < count; i++) {
-        json_t *e = get_element(n, arr, "shipping_lines", i, path, sizeof path);
+        json_t *e = get_element(n, arr, in_key, i, path, sizeof path);
         json_t *o = NULL;
         if (e == NULL) {
             continue;
@@ -590,74 +595,56 @@ static void read_shipping_lines(struct norm *n, json_t *raw, json_t *out)
             n->oom = true;
             return;
         }
-        copy_text(n, o, "method", e, path, "method_id", ORDER_LEN_CODE);
-        copy_text(n, o, "title", e, path, "method_title", ORDER_LEN_NAME);
-        set(n, o, "total", json_integer(get_money(n, e, path, "total")));
-        set(n, o, "tax", json_integer(get_money(n, e, path, "total_tax")));
+        fill(n, o, e, path, arg);
     }
 }
 
-/* Normalize fee_lines into out["fee_lines"], summing into *fees, *fee_tax. */
-static void read_fee_lines(struct norm *n, json_t *raw, json_t *out, int64_t *fees,
-                           int64_t *fee_tax)
+/* A shipping_lines element, for out["shipping_lines"]. */
+static void fill_shipping(struct norm *n, json_t *o, json_t *e, const char *path, void *arg)
 {
-    size_t count = 0;
-    char path[64];
-    json_t *arr = get_array(n, raw, "fee_lines", false, &count);
-    json_t *list = json_array();
-
-    set(n, out, "fee_lines", list);
-    if (list == NULL) {
-        return;
-    }
-    for (size_t i = 0; i < count; i++) {
-        json_t *e = get_element(n, arr, "fee_lines", i, path, sizeof path);
-        json_t *o = NULL;
-        if (e == NULL) {
-            continue;
-        }
-        o = json_object();
-        if (o == NULL || json_array_append_new(list, o) != 0) {
-            n->oom = true;
-            return;
-        }
-        copy_text(n, o, "name", e, path, "name", ORDER_LEN_NAME);
-        int64_t total = get_money(n, e, path, "total");
-        int64_t tax = get_money(n, e, path, "total_tax");
-        set(n, o, "total", json_integer(total));
-        set(n, o, "tax", json_integer(tax));
-        add_to(n, fees, total, "fees");
-        add_to(n, fee_tax, tax, "fee_tax");
-    }
+    (void)arg;
+    copy_text(n, o, "method", e, path, "method_id", ORDER_LEN_CODE);
+    copy_text(n, o, "title", e, path, "method_title", ORDER_LEN_NAME);
+    set(n, o, "total", json_integer(get_money(n, e, path, "total")));
+    set(n, o, "tax", json_integer(get_money(n, e, path, "total_tax")));
 }
 
-/* Normalize coupon_lines into out["coupons"]. */
-static void read_coupons(struct norm *n, json_t *raw, json_t *out)
-{
-    size_t count = 0;
-    char path[64];
-    json_t *arr = get_array(n, raw, "coupon_lines", false, &count);
-    json_t *list = json_array();
+/* The fees' sums, for fill_fee. */
+struct fee_sums {
+    int64_t fees, fee_tax;
+};
 
-    set(n, out, "coupons", list);
-    if (list == NULL) {
-        return;
-    }
-    for (size_t i = 0; i < count; i++) {
-        json_t *e = get_element(n, arr, "coupon_lines", i, path, sizeof path);
-        json_t *o = NULL;
-        if (e == NULL) {
-            continue;
-        }
-        o = json_object();
-        if (o == NULL || json_array_append_new(list, o) != 0) {
-            n->oom = true;
-            return;
-        }
-        copy_text(n, o, "code", e, path, "code", ORDER_LEN_CODE);
-        set(n, o, "discount", json_integer(get_money(n, e, path, "discount")));
-        set(n, o, "discount_tax", json_integer(get_money(n, e, path, "discount_tax")));
-    }
+/* A fee_lines element, for out["fee_lines"], summed into arg (struct fee_sums). */
+static void fill_fee(struct norm *n, json_t *o, json_t *e, const char *path, void *arg)
+{
+    struct fee_sums *sums = arg;
+    copy_text(n, o, "name", e, path, "name", ORDER_LEN_NAME);
+    int64_t total = get_money(n, e, path, "total");
+    int64_t tax = get_money(n, e, path, "total_tax");
+    set(n, o, "total", json_integer(total));
+    set(n, o, "tax", json_integer(tax));
+    add_to(n, &sums->fees, total, "fees");
+    add_to(n, &sums->fee_tax, tax, "fee_tax");
+}
+
+/* A refunds element, for out["refunds"]: the store's partial refunds, each
+ * with its (negative) total; the engine compares them after an order is
+ * applied (a refund never changes a Counterpoint document by itself). */
+static void fill_refund(struct norm *n, json_t *o, json_t *e, const char *path, void *arg)
+{
+    (void)arg;
+    set(n, o, "id", json_integer(get_id(n, e, path, "id")));
+    copy_text(n, o, "reason", e, path, "reason", ORDER_LEN_NAME);
+    set(n, o, "total", json_integer(get_money(n, e, path, "total")));
+}
+
+/* A coupon_lines element, for out["coupons"]. */
+static void fill_coupon(struct norm *n, json_t *o, json_t *e, const char *path, void *arg)
+{
+    (void)arg;
+    copy_text(n, o, "code", e, path, "code", ORDER_LEN_CODE);
+    set(n, o, "discount", json_integer(get_money(n, e, path, "discount")));
+    set(n, o, "discount_tax", json_integer(get_money(n, e, path, "discount_tax")));
 }
 
 /* Normalize the address raw[key] ("billing" or "shipping") into a new object
@@ -796,8 +783,7 @@ static void read_number(struct norm *n, json_t *raw, json_t *out, const char *id
 static void read_order(struct norm *n, json_t *raw, json_t *out, const char *id)
 {
     struct line_sums sums = {0, 0, 0};
-    int64_t fees = 0;
-    int64_t fee_tax = 0;
+    struct fee_sums fees = {0, 0};
     json_t *totals = NULL;
 
     set(n, out, "id", json_string(id));
@@ -834,12 +820,13 @@ static void read_order(struct norm *n, json_t *raw, json_t *out, const char *id)
     set(n, totals, "cart_tax", json_integer(get_money(n, raw, NULL, "cart_tax")));
 
     read_lines(n, raw, out, &sums);
-    read_shipping_lines(n, raw, out);
-    read_fee_lines(n, raw, out, &fees, &fee_tax);
-    read_coupons(n, raw, out);
+    read_list(n, raw, out, "shipping_lines", "shipping_lines", fill_shipping, NULL);
+    read_list(n, raw, out, "fee_lines", "fee_lines", fill_fee, &fees);
+    read_list(n, raw, out, "coupon_lines", "coupons", fill_coupon, NULL);
+    read_list(n, raw, out, "refunds", "refunds", fill_refund, NULL);
 
-    set(n, totals, "fees", json_integer(fees));
-    set(n, totals, "fee_tax", json_integer(fee_tax));
+    set(n, totals, "fees", json_integer(fees.fees));
+    set(n, totals, "fee_tax", json_integer(fees.fee_tax));
     set(n, totals, "lines_subtotal", json_integer(sums.subtotal));
     set(n, totals, "lines_total", json_integer(sums.total));
     set(n, totals, "lines_tax", json_integer(sums.tax));

@@ -38,6 +38,7 @@
  *                         "tax": ... } ],
  *   "fee_lines": [ { "name": "...", "total": ..., "tax": ... } ],
  *   "coupons": [ { "code": "...", "discount": ..., "discount_tax": ... } ],
+ *   "refunds": [ { "id": 29, "reason": "...", "total": -50000 } ],
  *   "problems": [ { "field": "line_items[1].total", "message": "..." } ]
  * }
  * Money and quantities are JSON integers in ten-thousandths; one that

@@ -41,6 +41,7 @@ struct source_woo_opts {
                              oauth_signature_method, timeout, max_tries,
                              tls_no_verify, ca_file */
     const char *const *statuses;
+    const char *const *cancel_statuses;
     const char *start_date;
     int64_t overlap_ms;
     int64_t per_page;
@@ -68,6 +69,11 @@ static const struct cpb_option source_woo_options[] = {
     {"statuses", CPB_OPT_LIST, 0, "processing", 1, 20, NULL,
      offsetof(struct source_woo_opts, statuses),
      "Order statuses to read (e.g. [\"processing\"]; \"any\" is every status but trash)."},
+    {"cancel_statuses", CPB_OPT_LIST, 0, "cancelled,refunded", 0, 20, NULL,
+     offsetof(struct source_woo_opts, cancel_statuses),
+     "Statuses that mean the store cancelled the order (read too, never staged): a staged order"
+     " is cancelled before it is applied, an applied one goes to run.store_cancel ([] reads"
+     " none)."},
     {"start_date", CPB_OPT_STRING, 0, "2020-01-01T00:00:00", 10, 19, NULL,
      offsetof(struct source_woo_opts, start_date),
      "UTC time (YYYY-MM-DDTHH:MM:SS) the first run reads from, before any cursor exists."},
@@ -228,6 +234,32 @@ static int64_t parse_http_date(const char *v)
     return parse_utc(text, &secs) == 0 ? secs : -1;
 }
 
+/* Is `status` one of `list` (NULL-terminated; may be NULL)? */
+static bool listed(const char *const *list, const char *status)
+{
+    for (size_t i = 0; list != NULL && list[i] != NULL; i++) {
+        if (status != NULL && strcmp(list[i], status) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool wanted_status(const struct source_woo *s, const char *status)
+{
+    return listed(s->o->statuses, "any") || listed(s->o->statuses, status);
+}
+
+/* The store cancelled order `ext` (its status is one of cancel_statuses):
+ * withdrawn, never staged. Returns what withdraw returns. */
+static enum cpb_status cancelled_in_store(struct source_woo *s, const char *ext, const char *status)
+{
+    char why[120];
+    snprintf(why, sizeof why, "the store set order %s to '%s'", ext, status);
+    /* Built for ABI 1.3 or later, which the host has: withdraw is there. */
+    return s->host->withdraw(s->ctx, ext, why);
+}
+
 /* ---- init / fini ------------------------------------------------------------ */
 
 static int source_woo_init(const struct cpb_host *host, struct cpb_ctx *ctx, const void *options,
@@ -270,6 +302,25 @@ static int source_woo_init(const struct cpb_host *host, struct cpb_ctx *ctx, con
     if (used == 0) {
         stage_init_fail(host, ctx, "statuses: give at least one status, e.g. [\"processing\"]");
         return -1;
+    }
+    for (size_t i = 0; o->cancel_statuses != NULL && o->cancel_statuses[i] != NULL; i++) {
+        const char *st = o->cancel_statuses[i];
+        if (!woo_status_ok(st)) {
+            stage_init_fail(host, ctx,
+                            "cancel_statuses: \"%.40s\" is not an order status (lower-case"
+                            " letters, digits, '-' and '_', such as cancelled)",
+                            st);
+            return -1;
+        }
+        if (wanted_status(s, st) && !listed(o->statuses, st)) {
+            continue; /* "any" reads it already */
+        }
+        int w = snprintf(s->statuses + used, sizeof s->statuses - used, ",%s", st);
+        if (w < 0 || (size_t)w >= sizeof s->statuses - used) {
+            stage_init_fail(host, ctx, "statuses and cancel_statuses: the list is too long");
+            return -1;
+        }
+        used += (size_t)w;
     }
     if (parse_utc(o->start_date, &s->start) != 0) {
         stage_init_fail(
@@ -421,12 +472,29 @@ static enum cpb_status read_page(struct source_woo *s, const char *after, long p
         rc = CPB_RETRY;
         goto out;
     }
+    /* Orders in a cancel status are withdrawn, the rest staged: the whole
+     * page in one transaction (moved to the front of orders[]). */
+    size_t k = 0;
+    bool withdraw_failed = false;
     for (size_t i = 0; i < n; i++) {
-        orders[i] = json_array_get(doc, i);
+        json_t *o = json_array_get(doc, i);
+        const char *status = json_string_value(json_object_get(o, "status"));
+        json_t *id = json_object_get(o, "id");
+        if (status != NULL && listed(s->o->cancel_statuses, status) && json_is_integer(id)) {
+            char ext[24];
+            snprintf(ext, sizeof ext, "%lld", (long long)json_integer_value(id));
+            withdraw_failed = cancelled_in_store(s, ext, status) == CPB_RETRY || withdraw_failed;
+            int64_t when;
+            const char *mod = json_string_value(json_object_get(o, "date_modified_gmt"));
+            if (mod != NULL && parse_utc(mod, &when) == 0 && when > *max_seen) {
+                *max_seen = when;
+            }
+            continue;
+        }
+        orders[k++] = o;
     }
-    /* The whole page in one transaction. */
     /* Built for ABI 1.2 or later, which the host has: emit_many is there. */
-    if (s->host->emit_many(s->ctx, orders, n, staged) == CPB_RETRY) {
+    if (withdraw_failed || s->host->emit_many(s->ctx, orders, k, staged) == CPB_RETRY) {
         s->host->reason(s->ctx, "source.stage_failed",
                         "could not stage every order from page %ld (see the log); the cursor "
                         "was not moved and the next run reads it again",
@@ -434,7 +502,7 @@ static enum cpb_status read_page(struct source_woo *s, const char *after, long p
         rc = CPB_RETRY;
         goto out;
     }
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < k; i++) {
         json_t *order = orders[i];
         enum cpb_status e = staged[i];
         t->orders++;
@@ -584,17 +652,6 @@ static enum cpb_status answer(struct cpb_answer *ans, int status, enum cpb_statu
     return st;
 }
 
-static bool wanted_status(const struct source_woo *s, const char *status)
-{
-    for (size_t i = 0; s->o->statuses != NULL && s->o->statuses[i] != NULL; i++) {
-        if (strcmp(s->o->statuses[i], "any") == 0 ||
-            (status != NULL && strcmp(s->o->statuses[i], status) == 0)) {
-            return true;
-        }
-    }
-    return false;
-}
-
 /*
  * One delivery: the unsigned ping gets 200; anything else must carry the
  * signature of its raw bytes (401 without it, one warning, nothing read);
@@ -669,6 +726,13 @@ static enum cpb_status source_woo_receive(void *state, const struct cpb_delivery
         goto out;
     }
     const char *status = json_string_value(json_object_get(doc, "status"));
+    if (status != NULL && listed(s->o->cancel_statuses, status)) {
+        enum cpb_status w = cancelled_in_store(s, ext, status);
+        rc = w == CPB_RETRY  ? answer(ans, 503, CPB_RETRY, "not recorded; send it again\n")
+             : w == CPB_FAIL ? answer(ans, 500, CPB_FAIL, "not recorded\n")
+                             : answer(ans, 200, w, "ok\n");
+        goto out;
+    }
     if (!wanted_status(s, status)) {
         char st[48];
         stage_quote(status, 30, st, sizeof st);

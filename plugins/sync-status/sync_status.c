@@ -29,6 +29,12 @@
  * is tried again within the call only when the store certainly did not act
  * on it (429, 503, no connection); one that timed out waits for the next
  * attempt, which reads first.
+ *
+ * An order the engine rolled back because the store cancelled it
+ * (result.rolled_back, ABI 1.4) gets no status change, only the note
+ * "Removed from Counterpoint: ticket T (document D) ...", exactly once in
+ * the same way (the engine hands it over with attempt > 1, so the notes are
+ * read first and a note that begins so and names the ticket is enough).
  */
 #include <cpbridge/stage.h>
 
@@ -194,6 +200,9 @@ static bool id_ok(const char *id)
 /* Orders in one status read and one batch update: the store's limit. */
 #define SYNC_CHUNK 100
 
+/* How the note after a rollback for the store begins (and is found again). */
+#define REMOVED_NOTE "Removed from Counterpoint"
+
 /* Where a reason goes: one order's, recorded until the call returns. */
 struct reason {
     char code[48];
@@ -207,6 +216,7 @@ struct item {
     char note[300];
     char tkt[48];
     bool want_note;
+    bool removed;     /* rolled back for the store: only the removal note */
     bool status_done; /* the store shows the target status */
     bool finished;
     enum cpb_status st; /* the outcome, once finished */
@@ -579,7 +589,8 @@ static size_t already_noted(struct sync_status *s, struct item **v, size_t k,
         json_array_foreach(doc, i, n)
         {
             const char *t = json_string_value(json_object_get(n, "note"));
-            found = found || (t != NULL && names_ticket(t, it->tkt));
+            found = found || (t != NULL && names_ticket(t, it->tkt) &&
+                              (!it->removed || strstr(t, REMOVED_NOTE) != NULL));
         }
         json_decref(doc);
         if (found) {
@@ -669,6 +680,34 @@ static const char *want_note_text(const struct item *it, int part)
     return part == 0 ? " and add the note \"" : part == 1 ? it->note : "\"";
 }
 
+/* An order the engine rolled back because the store cancelled it
+ * (result.rolled_back, ABI 1.4): its status is left as the store set it,
+ * and one note says that the Counterpoint document is gone. */
+static void prepare_removal(struct sync_status *s, struct item *it, json_t *gone)
+{
+    const char *why = json_string_value(json_object_get(gone, "reason"));
+    json_t *doc = json_object_get(gone, "cp_doc_id");
+    char reason[120];
+    woo_clean_text(why != NULL ? why : "", why != NULL ? strlen(why) : 0, reason, sizeof reason);
+    it->removed = true;
+    it->status_done = true;
+    if (it->tkt[0] == '\0') {
+        finish(it, CPB_SKIP, NULL, NULL); /* no ticket to name: nothing to say */
+        return;
+    }
+    snprintf(it->note, sizeof it->note,
+             REMOVED_NOTE ": ticket %s (document %lld) was deleted by cpbridge and its"
+                          " inventory released (%s).",
+             it->tkt, json_is_integer(doc) ? (long long)json_integer_value(doc) : 0LL,
+             reason[0] != '\0' ? reason : "the store cancelled the order");
+    it->want_note = true;
+    if (s->o->dry_run) {
+        s->host->log(s->ctx, CPB_LOG_INFO, "dry run: would add the note \"%s\" to order %s",
+                     it->note, it->id);
+        finish(it, CPB_OK, NULL, NULL);
+    }
+}
+
 /* What to do for one record, before the store is asked: finished when it is
  * another store's order, a bad id or a dry run. */
 static void prepare_item(struct sync_status *s, struct item *it, const struct cpb_record *rec)
@@ -692,8 +731,13 @@ static void prepare_item(struct sync_status *s, struct item *it, const struct cp
     }
     const char *t = json_string_value(json_object_get(rec->result, "cp_tkt_no"));
     json_t *doc_id = json_object_get(rec->result, "cp_doc_id");
+    json_t *gone = json_object_get(rec->result, "rolled_back");
     if (t != NULL) {
         woo_clean_text(t, strlen(t), it->tkt, sizeof it->tkt);
+    }
+    if (json_is_object(gone)) {
+        prepare_removal(s, it, gone);
+        return;
     }
     if (it->tkt[0] != '\0' && json_is_integer(doc_id)) {
         snprintf(it->note, sizeof it->note,
@@ -739,7 +783,7 @@ static void sync_items(struct sync_status *s, struct item *items, size_t n)
     for (size_t at = 0; at < n;) {
         size_t k = 0;
         for (; at < n && k < SYNC_CHUNK; at++) {
-            if (!items[at].finished) {
+            if (!items[at].finished && !items[at].removed) {
                 v[k++] = &items[at];
             }
         }

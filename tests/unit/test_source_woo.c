@@ -441,7 +441,9 @@ static void test_pages_and_cursor(void)
     struct harness h;
     reset(&srv);
     harness_open(&h);
-    CU_ASSERT_EQUAL(run_source(&h, &srv, "statuses = [\"any\"]; per_page = 5;", NULL), CPB_OK);
+    CU_ASSERT_EQUAL(
+        run_source(&h, &srv, "statuses = [\"any\"]; cancel_statuses = []; per_page = 5;", NULL),
+        CPB_OK);
     CU_ASSERT_EQUAL(h.added, 25);
     CU_ASSERT_EQUAL(h.unchanged, 0);
     CU_ASSERT_EQUAL(count_rows(&h, "SELECT COUNT(*) FROM USER_ORDER_STAGING"), 25);
@@ -477,7 +479,9 @@ static void test_pages_and_cursor(void)
     /* The next run starts at the cursor minus the overlap: only the two
      * orders modified at the cursor's second come back, unchanged. */
     ctl_do(&srv, "DELETE", "/_requests", NULL);
-    CU_ASSERT_EQUAL(run_source(&h, &srv, "statuses = [\"any\"]; per_page = 5;", NULL), CPB_OK);
+    CU_ASSERT_EQUAL(
+        run_source(&h, &srv, "statuses = [\"any\"]; cancel_statuses = []; per_page = 5;", NULL),
+        CPB_OK);
     CU_ASSERT_EQUAL(h.added, 25);
     CU_ASSERT_EQUAL(h.updated, 0);
     CU_ASSERT_EQUAL(h.unchanged, 2);
@@ -502,7 +506,10 @@ static void test_default_statuses(void)
                     0);
     json_t *reqs = list_requests(&srv);
     CU_ASSERT_EQUAL(json_array_size(reqs), 1);
-    CU_ASSERT_STRING_EQUAL(param(json_array_get(reqs, 0), "status"), "processing");
+    /* cancel_statuses are read too (and withdrawn, never staged: the
+     * fixture's cancelled and refunded orders are not staged here). */
+    CU_ASSERT_STRING_EQUAL(param(json_array_get(reqs, 0), "status"),
+                           "processing,cancelled,refunded");
     CU_ASSERT_STRING_EQUAL(param(json_array_get(reqs, 0), "per_page"), "100");
     json_decref(reqs);
     harness_close(&h);
@@ -513,7 +520,8 @@ static void test_boundary(void)
     struct harness h;
     reset(&srv);
     harness_open(&h);
-    CU_ASSERT_EQUAL(run_source(&h, &srv, "statuses = [\"any\"];", NULL), CPB_OK);
+    CU_ASSERT_EQUAL(run_source(&h, &srv, "statuses = [\"any\"]; cancel_statuses = [];", NULL),
+                    CPB_OK);
     assert_cursor(&h, fixture_max); /* 2026-02-11T22:15:07 */
 
     /* A changed at exactly the cursor's time, B one second later. */
@@ -523,7 +531,9 @@ static void test_boundary(void)
     /* No overlap: strictly after the cursor, so only B comes back. */
     ctl_do(&srv, "DELETE", "/_requests", NULL);
     h.added = h.updated = h.unchanged = 0;
-    CU_ASSERT_EQUAL(run_source(&h, &srv, "statuses = [\"any\"]; overlap = \"0s\";", NULL), CPB_OK);
+    CU_ASSERT_EQUAL(
+        run_source(&h, &srv, "statuses = [\"any\"]; cancel_statuses = []; overlap = \"0s\";", NULL),
+        CPB_OK);
     json_t *reqs = list_requests(&srv);
     CU_ASSERT_STRING_EQUAL(param(json_array_get(reqs, 0), "modified_after"), "2026-02-11T22:15:07");
     json_decref(reqs);
@@ -540,7 +550,8 @@ static void test_boundary(void)
     /* With the default 2 s overlap A is read too; B and the two orders at
      * 22:15:07 are re-read and staged unchanged: nothing twice. */
     h.added = h.updated = h.unchanged = 0;
-    CU_ASSERT_EQUAL(run_source(&h, &srv, "statuses = [\"any\"];", NULL), CPB_OK);
+    CU_ASSERT_EQUAL(run_source(&h, &srv, "statuses = [\"any\"]; cancel_statuses = [];", NULL),
+                    CPB_OK);
     CU_ASSERT_EQUAL(h.emits, 4);
     CU_ASSERT_EQUAL(h.updated, 1);
     CU_ASSERT_EQUAL(h.unchanged, 3);
@@ -566,12 +577,16 @@ static void test_changed_between_pages(void)
     harness_open(&h);
     ctl_do(&srv, "POST", "/_hook",
            "{\"on_page\": 3, \"touch_id\": 5101, \"customer_note\": \"changed while paging\"}");
-    CU_ASSERT_EQUAL(run_source(&h, &srv, "statuses = [\"any\"]; per_page = 5;", NULL), CPB_OK);
+    CU_ASSERT_EQUAL(
+        run_source(&h, &srv, "statuses = [\"any\"]; cancel_statuses = []; per_page = 5;", NULL),
+        CPB_OK);
     CU_ASSERT_EQUAL(h.added, 25);
     char *n = staged_note(&h, "5101");
     CU_ASSERT(n == NULL || strcmp(n, "changed while paging") != 0); /* read before the change */
     free(n);
-    CU_ASSERT_EQUAL(run_source(&h, &srv, "statuses = [\"any\"]; per_page = 5;", NULL), CPB_OK);
+    CU_ASSERT_EQUAL(
+        run_source(&h, &srv, "statuses = [\"any\"]; cancel_statuses = []; per_page = 5;", NULL),
+        CPB_OK);
     CU_ASSERT_EQUAL(h.updated, 1);
     n = staged_note(&h, "5101");
     CU_ASSERT(n != NULL && strcmp(n, "changed while paging") == 0);
@@ -599,14 +614,18 @@ static void test_two_changes_while_paging(void)
              " \"date_modified_gmt\": \"%s\"}]",
              later);
     ctl_do(&srv, "POST", "/_hook", hook);
-    CU_ASSERT_EQUAL(run_source(&h, &srv, "statuses = [\"any\"]; per_page = 5;", NULL), CPB_OK);
+    CU_ASSERT_EQUAL(
+        run_source(&h, &srv, "statuses = [\"any\"]; cancel_statuses = []; per_page = 5;", NULL),
+        CPB_OK);
     char *n = staged_note(&h, "5125");
     CU_ASSERT(n != NULL && strcmp(n, "second") == 0); /* read on page 5 */
     free(n);
     char *c = cursor(&h);
     CU_ASSERT(c != NULL && strcmp(c, later) < 0);
     free(c);
-    CU_ASSERT_EQUAL(run_source(&h, &srv, "statuses = [\"any\"]; per_page = 5;", NULL), CPB_OK);
+    CU_ASSERT_EQUAL(
+        run_source(&h, &srv, "statuses = [\"any\"]; cancel_statuses = []; per_page = 5;", NULL),
+        CPB_OK);
     n = staged_note(&h, "5101");
     CU_ASSERT(n != NULL && strcmp(n, "first") == 0);
     free(n);
@@ -643,7 +662,9 @@ static void test_since(void)
     struct harness h;
     reset(&srv);
     harness_open(&h);
-    CU_ASSERT_EQUAL(run_source(&h, &srv, "statuses = [\"any\"];", "2026-02-10T18:30:00"), CPB_OK);
+    CU_ASSERT_EQUAL(
+        run_source(&h, &srv, "statuses = [\"any\"]; cancel_statuses = [];", "2026-02-10T18:30:00"),
+        CPB_OK);
     json_t *reqs = list_requests(&srv);
     CU_ASSERT_STRING_EQUAL(param(json_array_get(reqs, 0), "modified_after"), "2026-02-10T18:29:58");
     json_decref(reqs);
@@ -653,7 +674,8 @@ static void test_since(void)
 
     /* A backfill from further back re-reads everything and leaves the
      * cursor where it is (never backwards). */
-    CU_ASSERT_EQUAL(run_source(&h, &srv, "statuses = [\"any\"];", "2026-01-01"), CPB_OK);
+    CU_ASSERT_EQUAL(
+        run_source(&h, &srv, "statuses = [\"any\"]; cancel_statuses = [];", "2026-01-01"), CPB_OK);
     CU_ASSERT_EQUAL(h.added, 25);
     assert_cursor(&h, fixture_max);
 
@@ -839,12 +861,16 @@ static void test_fault_page_3_of_5(void)
     harness_open(&h);
     fault(&srv,
           "{\"path_regex\": \"/orders$\", \"kind\": \"status\", \"status\": 500, \"page\": 3}");
-    CU_ASSERT_EQUAL(run_source(&h, &srv, "statuses = [\"any\"]; per_page = 5;", NULL), CPB_RETRY);
+    CU_ASSERT_EQUAL(
+        run_source(&h, &srv, "statuses = [\"any\"]; cancel_statuses = []; per_page = 5;", NULL),
+        CPB_RETRY);
     CU_ASSERT_EQUAL(h.added, 10); /* pages 1 and 2 */
     CU_ASSERT_EQUAL(count_rows(&h, "SELECT COUNT(*) FROM USER_ORDER_STAGING"), 10);
     CU_ASSERT_PTR_NOT_NULL(strstr(h.msg, "page 3"));
     assert_cursor(&h, NULL);
-    CU_ASSERT_EQUAL(run_source(&h, &srv, "statuses = [\"any\"]; per_page = 5;", NULL), CPB_OK);
+    CU_ASSERT_EQUAL(
+        run_source(&h, &srv, "statuses = [\"any\"]; cancel_statuses = []; per_page = 5;", NULL),
+        CPB_OK);
     CU_ASSERT_EQUAL(h.added, 25);
     CU_ASSERT_EQUAL(h.unchanged, 10);
     assert_cursor(&h, fixture_max);
@@ -857,7 +883,9 @@ static void test_staging_fails(void)
     reset(&srv);
     harness_open(&h);
     h.fail_at = 7;
-    CU_ASSERT_EQUAL(run_source(&h, &srv, "statuses = [\"any\"]; per_page = 5;", NULL), CPB_RETRY);
+    CU_ASSERT_EQUAL(
+        run_source(&h, &srv, "statuses = [\"any\"]; cancel_statuses = []; per_page = 5;", NULL),
+        CPB_RETRY);
     CU_ASSERT_STRING_EQUAL(h.code, "source.stage_failed");
     CU_ASSERT_EQUAL(h.emits, 10); /* the rest of page 2 had its try; no page 3 */
     CU_ASSERT_EQUAL(h.added, 6);
@@ -866,7 +894,9 @@ static void test_staging_fails(void)
     CU_ASSERT_EQUAL(json_array_size(reqs), 2);
     json_decref(reqs);
     h.fail_at = 0;
-    CU_ASSERT_EQUAL(run_source(&h, &srv, "statuses = [\"any\"]; per_page = 5;", NULL), CPB_OK);
+    CU_ASSERT_EQUAL(
+        run_source(&h, &srv, "statuses = [\"any\"]; cancel_statuses = []; per_page = 5;", NULL),
+        CPB_OK);
     CU_ASSERT_EQUAL(h.added, 25);
     assert_cursor(&h, fixture_max);
     harness_close(&h);
@@ -878,7 +908,10 @@ static void test_max_pages(void)
     reset(&srv);
     harness_open(&h);
     CU_ASSERT_EQUAL(
-        run_source(&h, &srv, "statuses = [\"any\"]; per_page = 5; max_pages = 2;", NULL), CPB_OK);
+        run_source(&h, &srv,
+                   "statuses = [\"any\"]; cancel_statuses = []; per_page = 5; max_pages = 2;",
+                   NULL),
+        CPB_OK);
     CU_ASSERT_EQUAL(h.added, 10);
     assert_cursor(&h, NULL); /* the rest is older by id, maybe newer by time */
     harness_close(&h);
@@ -1034,7 +1067,8 @@ static void test_runner(void)
     struct run_result res;
     reset(&srv);
     harness_open(&h);
-    const char *path = pipeline_for(&h, &srv, "statuses = [\"any\"]; per_page = 10;");
+    const char *path =
+        pipeline_for(&h, &srv, "statuses = [\"any\"]; cancel_statuses = []; per_page = 10;");
     struct run_options o = {.pipeline_path = path};
     CU_ASSERT_EQUAL_FATAL(pipeline_open(path, &p, &e), 0);
     CU_ASSERT_EQUAL_FATAL(pipeline_init(p, &e), 0);

@@ -40,7 +40,7 @@ extern "C" {
 /** The ABI major version: the host refuses a stage built for another major. */
 #define CPB_ABI_MAJOR 1
 /** The ABI minor version: the host accepts a stage whose minor is <= its own. */
-#define CPB_ABI_MINOR 3
+#define CPB_ABI_MINOR 4
 
 /** Marks the one exported symbol of a stage (build with -fvisibility=hidden). */
 #if defined(__GNUC__)
@@ -149,6 +149,14 @@ struct cpb_stmt;
  *   cut to Counterpoint's lengths), and `result` is an object the steps add
  *   their outputs to ("cp_doc_id" integer, "cp_tkt_no" string are read by the
  *   engine after the last step; after-commit stages find them there).
+ * - Since ABI 1.4, a CPB_AFTER_COMMIT stage built for 1.4 or later is also
+ *   called for an order the engine rolled back because the store cancelled
+ *   it (run.store_cancel = "rollback"): its `result` then holds
+ *   "rolled_back": {"reason": "store cancelled order N", "cp_doc_id": D,
+ *   "cp_tkt_no": "T"}, the document is gone from Counterpoint, and the
+ *   stage tells the store (sync-status adds a note) or returns CPB_SKIP.
+ *   `attempt` is then always > 1: check the world first. A stage built for
+ *   an older minor is never called for such an order.
  * - For CPB_SOURCE: called once per run; `payload` holds the run's
  *   parameters ({"since": "...", "limit": N} when given), the rest is empty.
  * - For CPB_NOTIFY: `event` names the event and `payload` is the event
@@ -405,10 +413,12 @@ struct cpb_host {
     /** The value of delivery header `name` (case-insensitive), borrowed, or NULL. */
     const char *(*delivery_header)(const struct cpb_delivery *d, const char *name);
     /**
-     * CPB_SOURCE only, in receive: the store removed order `external_id`
-     * (borrowed; e.g. moved it to the trash). An order staged and not yet
+     * CPB_SOURCE only, in receive (and, since ABI 1.4, in process): the
+     * store removed or cancelled order `external_id` (borrowed; e.g. moved
+     * it to the trash, or set a cancel status). An order staged and not yet
      * applied is CANCELLED (audit row with `why`, borrowed); an applied one
-     * is flagged for a person like any change after apply. Returns CPB_OK
+     * is flagged and left to the pipeline's run.store_cancel policy (flag
+     * for a person, or roll back), decided by the next run. Returns CPB_OK
      * (cancelled or flagged), CPB_SKIP (unknown here, or already cancelled,
      * rolled back or flagged), CPB_RETRY (the database failed: answer 5xx).
      */
