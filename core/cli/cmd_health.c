@@ -34,7 +34,8 @@ static const char usage_health[] =
     "the oldest pending order's age, the time since the last successful run and\n"
     "the last run's result, each against the pipeline's `health` thresholds; and,\n"
     "when `cpbridge serve` runs for it, the receiver: CRITICAL when it stopped\n"
-    "answering, WARNING when it was stopped (orders then arrive only by the poll).\n"
+    "answering, WARNING when it was stopped (orders then arrive only by the poll);\n"
+    "and the last `cpbridge drift`: WARNING while differences it found are left.\n"
     "The first line is the plugin output (with performance data), details follow.\n"
     "\n"
     "  --json   print every figure and the status as JSON\n"
@@ -218,6 +219,37 @@ out:
     free(text);
 }
 
+/* The last `cpbridge drift` of the pipeline: WARNING while differences it
+ * found are left; nothing when it never ran. */
+struct drift_seen {
+    bool known;
+    int64_t checked_ms, found, left;
+    int state;
+};
+
+static void drift_check(struct ops *op, struct drift_seen *d)
+{
+    char key[200];
+    char *text = NULL;
+    memset(d, 0, sizeof *d);
+    ops_drift_state_key(op->cfg->name, key, sizeof key);
+    if (staging_state_get(op->db, key, &text) != CPB_OK || text == NULL) {
+        return;
+    }
+    json_t *j = json_loads(text, 0, NULL);
+    free(text);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return;
+    }
+    d->known = true;
+    d->checked_ms = json_integer_value(json_object_get(j, "checked"));
+    d->found = json_integer_value(json_object_get(j, "found"));
+    d->left = json_integer_value(json_object_get(j, "left"));
+    d->state = d->left > 0 ? NAG_WARNING : NAG_OK;
+    json_decref(j);
+}
+
 static int cmd_health(struct ops *op)
 {
     struct err e = {0};
@@ -312,6 +344,11 @@ static int cmd_health(struct ops *op)
     if (rv.known) {
         state = nag_worse(state, rv.state);
     }
+    struct drift_seen dr;
+    drift_check(op, &dr);
+    if (dr.known) {
+        state = nag_worse(state, dr.state);
+    }
 
     /* The plugin line. */
     buf_addf(&line, "CPBRIDGE %s - %lld pending", nag_names[state], (long long)pending.value);
@@ -352,6 +389,10 @@ static int cmd_health(struct ops *op)
         } else {
             buf_adds(&line, ", receiver up, no delivery yet");
         }
+    }
+    if (dr.known && dr.left > 0) {
+        buf_addf(&line, ", inventory drift: %lld difference%s (checked %s ago)", (long long)dr.left,
+                 dr.left == 1 ? "" : "s", ops_fmt_age(s.now_ms - dr.checked_ms, a, sizeof a));
     }
     perf(&perfdata, &pending, true);
     perf(&perfdata, &due, false);
@@ -424,6 +465,13 @@ static int cmd_health(struct ops *op)
         } else {
             json_object_set_new(j, "receiver", json_null());
         }
+        json_object_set_new(
+            j, "drift",
+            dr.known ? json_pack("{s:s, s:o, s:I, s:I, s:I}", "status", nag_names[dr.state],
+                                 "checked", ops_jwhen(dr.checked_ms, true), "age_seconds",
+                                 (json_int_t)((s.now_ms - dr.checked_ms) / 1000), "found",
+                                 (json_int_t)dr.found, "left", (json_int_t)dr.left)
+                     : json_null());
         json_object_set_new(j, "checks", checks);
         json_object_set_new(j, "perfdata", json_string(buf_str(&perfdata) + 1));
         ops_print_json(j);
@@ -464,6 +512,13 @@ static int cmd_health(struct ops *op)
                rv.last_delivery_ms > 0 ? ops_fmt_when(rv.last_delivery_ms, true, w, sizeof w)
                                        : "none",
                nag_names[rv.state]);
+    }
+    if (dr.known) {
+        printf("inventory drift: last check %s ago, %lld found, %lld left - %s\n",
+               ops_fmt_age(s.now_ms - dr.checked_ms, a, sizeof a), (long long)dr.found,
+               (long long)dr.left, nag_names[dr.state]);
+    } else {
+        printf("inventory drift: never checked (`cpbridge drift %s`)\n", op->path);
     }
     if (invalid.value + dead.value > 0) {
         printf("next: cpbridge dlq %s list\n", op->path);

@@ -58,20 +58,6 @@ static const char *const doc_delete_sql[] = {"DELETE FROM PS_DOC_NOTE WHERE DOC_
                                              "DELETE FROM PS_DOC_HDR WHERE DOC_ID = ?"};
 #define N_DOC_TABLES (sizeof doc_tables / sizeof doc_tables[0])
 
-/* The IM_INV quantity columns update-qty may have written: the recorded
- * column name must be one of these before any SQL is chosen by it. */
-static const struct {
-    const char *column;
-    const char *subtract_sql; /* quantity, item, location */
-    const char *read_sql;     /* item, location */
-} inv_columns[] = {
-    {"QTY_ON_SO", "UPDATE IM_INV SET QTY_ON_SO = QTY_ON_SO - ? WHERE ITEM_NO = ? AND LOC_ID = ?",
-     "SELECT QTY_ON_SO FROM IM_INV WHERE ITEM_NO = ? AND LOC_ID = ?"},
-    {"QTY_COMMIT", "UPDATE IM_INV SET QTY_COMMIT = QTY_COMMIT - ? WHERE ITEM_NO = ? AND LOC_ID = ?",
-     "SELECT QTY_COMMIT FROM IM_INV WHERE ITEM_NO = ? AND LOC_ID = ?"},
-};
-#define N_INV_COLUMNS (sizeof inv_columns / sizeof inv_columns[0])
-
 /* The document header, locked for the transaction where the dialect can. */
 static const char *const doc_hdr_sql[] = {
     [DB_SQLITE] = "SELECT TKT_NO, LST_MAINT_USR_ID, LST_MAINT_DT FROM PS_DOC_HDR WHERE DOC_ID = ?",
@@ -361,7 +347,7 @@ static int rollback_load_inventory(struct rollback *rb)
         int64_t qty = 0;
         int64_t created = 0;
         int64_t doc = 0;
-        size_t col = N_INV_COLUMNS;
+        size_t col = OPS_N_INV_COLUMNS;
         r.rc = db_fetch(st);
         if (r.rc == CPB_SKIP) {
             break;
@@ -379,16 +365,16 @@ static int rollback_load_inventory(struct rollback *rb)
             goto out;
         }
         rb->inv_rows++;
-        for (size_t i = 0; i < N_INV_COLUMNS; i++) {
-            if (strcmp(column, inv_columns[i].column) == 0) {
+        for (size_t i = 0; i < OPS_N_INV_COLUMNS; i++) {
+            if (strcmp(column, ops_inv_columns[i].column) == 0) {
                 col = i;
             }
         }
-        if (col == N_INV_COLUMNS || doc != rb->o.doc_id) {
+        if (col == OPS_N_INV_COLUMNS || doc != rb->o.doc_id) {
             free(item);
             free(loc);
             code = refuse(rb,
-                          col == N_INV_COLUMNS
+                          col == OPS_N_INV_COLUMNS
                               ? "USER_ORDER_INV names the IM_INV column '%s', which is not one"
                                 " cpbridge writes (QTY_ON_SO, QTY_COMMIT): nothing was changed"
                               : "USER_ORDER_INV rows (column %s) belong to another document:"
@@ -445,7 +431,7 @@ static int rollback_inventory(struct rollback *rb)
         bool null = false;
         struct sql_arg args[] = {sql_decimal(c->qty), sql_text(c->item), sql_text(c->loc)};
         enum cpb_status rc =
-            sql_exec(db, inv_columns[c->column].subtract_sql, args, SQL_NARGS(args), &rows);
+            sql_exec(db, ops_inv_columns[c->column].subtract_sql, args, SQL_NARGS(args), &rows);
         if (rc != CPB_OK) {
             return rollback_db_failed(rb, rc, "updating IM_INV");
         }
@@ -459,13 +445,13 @@ static int rollback_inventory(struct rollback *rb)
                               " cpbridge added to %s cannot be given back; add --force to roll"
                               " back without it",
                               item, loc, ops_fmt_dec(c->qty, 4, q, sizeof q),
-                              inv_columns[c->column].column);
+                              ops_inv_columns[c->column].column);
             }
             continue;
         }
         c->found = true;
         struct cpb_stmt *st = NULL;
-        rc = sql_query(db, inv_columns[c->column].read_sql, args + 1, 2, &st);
+        rc = sql_query(db, ops_inv_columns[c->column].read_sql, args + 1, 2, &st);
         if (rc == CPB_OK) {
             rc = db_fetch(st);
         }
@@ -482,7 +468,7 @@ static int rollback_inventory(struct rollback *rb)
                           "IM_INV %s for item %s at location %s is %s, less than the %s cpbridge"
                           " added: Counterpoint has relieved it since (the order was released"
                           " or changed?); check the document, or add --force to subtract anyway",
-                          inv_columns[c->column].column, item, loc,
+                          ops_inv_columns[c->column].column, item, loc,
                           ops_fmt_dec(c->old_v, 4, a, sizeof a),
                           ops_fmt_dec(c->qty, 4, q, sizeof q));
         }
@@ -587,12 +573,12 @@ static void rollback_print(const struct rollback *rb)
         ops_clean(c->loc, loc, sizeof loc);
         if (!c->found) {
             printf("  IM_INV %s @ %s %s: row missing, -%s skipped (--force)\n", item, loc,
-                   inv_columns[c->column].column, ops_fmt_dec(c->qty, 4, q, sizeof q));
+                   ops_inv_columns[c->column].column, ops_fmt_dec(c->qty, 4, q, sizeof q));
             continue;
         }
-        printf("  IM_INV %s @ %s %s: %s -> %s (-%s)%s\n", item, loc, inv_columns[c->column].column,
-               ops_fmt_dec(c->old_v, 4, a, sizeof a), ops_fmt_dec(c->new_v, 4, b, sizeof b),
-               ops_fmt_dec(c->qty, 4, q, sizeof q),
+        printf("  IM_INV %s @ %s %s: %s -> %s (-%s)%s\n", item, loc,
+               ops_inv_columns[c->column].column, ops_fmt_dec(c->old_v, 4, a, sizeof a),
+               ops_fmt_dec(c->new_v, 4, b, sizeof b), ops_fmt_dec(c->qty, 4, q, sizeof q),
                c->created ? "; the row was created by cpbridge and is left in place" : "");
     }
     printf("  %-22s %lld row%s deleted\n", "USER_ORDER_INV", (long long)rb->inv_rows,

@@ -42,6 +42,7 @@ static const char usage_main[] =
     "  orders PIPELINE     list orders, or show one order's whole story\n"
     "  dlq PIPELINE        list, retry or cancel orders that need a person\n"
     "  rollback PIPELINE ID  undo an applied order in Counterpoint\n"
+    "  drift PIPELINE      compare (and --fix) cpbridge's inventory commitments\n"
     "  stages              list installed stages, or describe one\n"
     "  version             print the version and ABI\n"
     "\n"
@@ -677,7 +678,7 @@ int main(int argc, char **argv)
     } else {
         static const char *const verbs[] = {"run",    "serve",    "check",  "db",
                                             "health", "status",   "orders", "stages",
-                                            "dlq",    "rollback", "version"};
+                                            "dlq",    "rollback", "drift",  "version"};
         int s = text_suggest(verb, verbs, sizeof verbs / sizeof verbs[0]);
         fprintf(stderr, "cpbridge: unknown command '%s'%s%s%s\n\n%s", verb,
                 s >= 0 ? " (did you mean '" : "", s >= 0 ? verbs[s] : "", s >= 0 ? "'?)" : "",

@@ -628,3 +628,25 @@ void ops_actor_of(char *out, size_t n)
     memcpy(out, cleaned, len);
     out[len] = '\0';
 }
+
+const struct ops_inv_column ops_inv_columns[OPS_N_INV_COLUMNS] = {
+    {"QTY_ON_SO", "UPDATE IM_INV SET QTY_ON_SO = QTY_ON_SO - ? WHERE ITEM_NO = ? AND LOC_ID = ?",
+     "SELECT QTY_ON_SO FROM IM_INV WHERE ITEM_NO = ? AND LOC_ID = ?"},
+    {"QTY_COMMIT", "UPDATE IM_INV SET QTY_COMMIT = QTY_COMMIT - ? WHERE ITEM_NO = ? AND LOC_ID = ?",
+     "SELECT QTY_COMMIT FROM IM_INV WHERE ITEM_NO = ? AND LOC_ID = ?"},
+};
+
+int ops_inv_column_index(const char *name)
+{
+    for (int i = 0; name != NULL && i < OPS_N_INV_COLUMNS; i++) {
+        if (strcmp(name, ops_inv_columns[i].column) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+void ops_drift_state_key(const char *name, char *out, size_t n)
+{
+    snprintf(out, n, "drift/%s", name);
+}

@@ -34,7 +34,9 @@ enum opt_bit {
     OPT_REASON = 1u << 6,
     OPT_WHY = 1u << 7,
     OPT_DRY_RUN = 1u << 8,
-    OPT_FORCE = 1u << 9
+    OPT_FORCE = 1u << 9,
+    OPT_FIX = 1u << 10,
+    OPT_NAGIOS = 1u << 11
 };
 
 struct verb;
@@ -68,9 +70,9 @@ struct verb {
     int (*run)(struct ops *op);
 };
 
-/* The five commands; ops.c holds the table of them. */
+/* The six commands; ops.c holds the table of them. */
 extern const struct verb ops_verb_health, ops_verb_status, ops_verb_orders, ops_verb_dlq,
-    ops_verb_rollback;
+    ops_verb_rollback, ops_verb_drift;
 
 /* ---- messages ------------------------------------------------------------- */
 
@@ -213,6 +215,23 @@ int ops_order_list(struct ops *op, const char *where, const struct sql_arg *args
                    int64_t limit, json_t *arr, const char *empty);
 /* An order's whole story (`orders show`, `dlq show`). Returns an exit code. */
 int ops_show_order(struct ops *op, const char *id_text);
+/* The IM_INV quantity columns update-qty may write (rollback and drift
+ * change them): a column name recorded in USER_ORDER_INV must be one of
+ * these before any SQL is chosen by it. */
+struct ops_inv_column {
+    const char *column;
+    const char *subtract_sql; /* quantity, item, location */
+    const char *read_sql;     /* item, location */
+};
+#define OPS_N_INV_COLUMNS 2
+extern const struct ops_inv_column ops_inv_columns[OPS_N_INV_COLUMNS];
+/* The index of column `name` in ops_inv_columns, or -1. */
+int ops_inv_column_index(const char *name);
+
+/* The USER_SYNC_STATE key of pipeline `name`'s last drift check (a JSON
+ * object: checked (ms), found, left), in out[n]. */
+void ops_drift_state_key(const char *name, char *out, size_t n);
+
 /* Who is acting, for the audit trail: $SUDO_USER, $USER, the login name or
  * "unknown", cleaned and cut to 100 characters, in out[n]. */
 void ops_actor_of(char *out, size_t n);

@@ -283,3 +283,14 @@ void cpbtest_db_drop(void)
     }
     fresh_schema[0] = '\0';
 }
+
+struct db *cpbtest_connect(const char *conn, enum db_dialect dialect)
+{
+    struct db *db = NULL;
+    struct err e = {0};
+    if (db_connect(conn, dialect, 10000, &db, &e) != 0) {
+        fprintf(stderr, "connect: %s\n", e.msg);
+        CU_FAIL_FATAL("cannot connect to the test database");
+    }
+    return db;
+}

@@ -64,6 +64,10 @@ int cpbtest_db_init_demo(const char *conn, enum db_dialect dialect);
  * into conn (n bytes). Returns 0, or -1 after printing why. */
 int cpbtest_db_fresh(enum db_dialect dialect, const char *prefix, char *conn, size_t n);
 
+/* Connect to `conn` (borrowed) in `dialect`; fails the current test, and
+ * stops it, when that is not possible. The caller closes the connection. */
+struct db *cpbtest_connect(const char *conn, enum db_dialect dialect);
+
 /* Drop what cpbtest_db_fresh made on PostgreSQL (nothing on SQLite). */
 void cpbtest_db_drop(void);
 

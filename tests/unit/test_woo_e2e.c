@@ -101,13 +101,7 @@ static json_t *store_order(const char *id)
 
 static struct db *connect_db(void)
 {
-    struct db *db = NULL;
-    struct err e = {0};
-    if (db_connect(conn, dialect, 10000, &db, &e) != 0) {
-        fprintf(stderr, "connect: %s\n", e.msg);
-        CU_FAIL_FATAL("cannot connect");
-    }
-    return db;
+    return cpbtest_connect(conn, dialect);
 }
 
 static int64_t q_int(struct db *db, const char *sql, const char *arg)
