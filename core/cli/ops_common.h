@@ -33,7 +33,9 @@ enum opt_bit {
     OPT_REASON = 1u << 6,
     OPT_WHY = 1u << 7,
     OPT_DRY_RUN = 1u << 8,
-    OPT_FORCE = 1u << 9
+    OPT_FORCE = 1u << 9,
+    OPT_SINCE = 1u << 10,
+    OPT_OUTPUT = 1u << 11
 };
 
 struct verb;
@@ -44,6 +46,8 @@ struct opts {
     const char *limit;
     const char *reason;
     const char *why;
+    const char *since;
+    const char *output;
     char **args; /* positional arguments after the verb (borrowed argv) */
     int nargs;
 };
@@ -65,9 +69,9 @@ struct verb {
     int (*run)(struct ops *op);
 };
 
-/* The five commands; ops.c holds the table of them. */
+/* The commands; ops.c holds the table of them. */
 extern const struct verb ops_verb_health, ops_verb_status, ops_verb_orders, ops_verb_dlq,
-    ops_verb_rollback;
+    ops_verb_rollback, ops_verb_report;
 
 /* ---- messages ------------------------------------------------------------- */
 
