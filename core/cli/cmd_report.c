@@ -129,11 +129,11 @@ static int read_outcomes(struct ops *op, const struct report_sql *q, int64_t sin
              " GROUP BY %s, STATUS_TO ORDER BY 1",
              expr, expr);
     struct sql_arg a[] = {sql_time(since), sql_time(op->now)};
-    if (arr == NULL || sql.oom) {
+    /* r owns arr from here, even when setting it fails. */
+    if (json_object_set_new(r, "per_bucket", arr) != 0 || sql.oom) {
         code = failed(op, true, "reading outcomes");
         goto out;
     }
-    json_object_set_new(r, "per_bucket", arr);
     rc = sql_query(op->db, buf_str(&sql), a, SQL_NARGS(a), &st);
     while (rc == CPB_OK) {
         struct rd d = {st, CPB_OK, 0};
@@ -204,11 +204,10 @@ static int read_placed_to_applied(struct ops *op, const struct report_sql *q, in
              q->placed_to_applied_ms, where, q->applied_day);
     buf_addf(&values, "SELECT %s, %s%s ORDER BY 1, 2", q->applied_day, q->placed_to_applied_ms,
              where);
-    if (arr == NULL || counts.oom || values.oom) {
+    if (json_object_set_new(r, "placed_to_applied", arr) != 0 || counts.oom || values.oom) {
         code = failed(op, true, "reading order latency");
         goto out;
     }
-    json_object_set_new(r, "placed_to_applied", arr);
 
     /* The days, their counts and maxima. */
     rc = sql_query(op->db, buf_str(&counts), a, SQL_NARGS(a), &st);
@@ -427,11 +426,10 @@ static int read_stage_latency(struct ops *op, int64_t since, json_t *r)
     memset(acc, 0, sizeof acc);
     memset(&total, 0, sizeof total);
     snprintf(total.id, sizeof total.id, "transaction");
-    if (arr == NULL) {
+    if (json_object_set_new(r, "stages", arr) != 0) {
         code = failed(op, true, "reading stage timings");
         goto out;
     }
-    json_object_set_new(r, "stages", arr);
     rc = sql_query(op->db,
                    "SELECT MESSAGE, DURATION_MS FROM USER_ORDER_EVENT WHERE KIND = 'applied'"
                    " AND EVENT_DT >= ? AND EVENT_DT <= ?",
@@ -596,11 +594,12 @@ static int read_orders(struct ops *op, const char *where, int64_t total, const c
     json_t *shown = json_array();
     size_t i;
     json_t *o;
-    if (shown == NULL) {
+    /* json_pack's "o" takes shown even when it fails. */
+    if (shown == NULL ||
+        json_object_set_new(
+            r, key, json_pack("{s:I, s:o}", "count", (json_int_t)total, "shown", shown)) != 0) {
         return failed(op, true, "listing orders");
     }
-    json_object_set_new(r, key,
-                        json_pack("{s:I, s:o}", "count", (json_int_t)total, "shown", shown));
     int code = ops_order_list(op, where, NULL, 0, LIST_LIMIT, shown, NULL);
     if (code != 0) {
         return code;

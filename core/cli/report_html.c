@@ -493,20 +493,44 @@ static void summary(struct buf *b, const json_t *r)
     buf_adds(b, "</div></section>");
 }
 
+/* A section's heading; with an empty `arr`, also the `none` line and the
+ * section's end: returns false then. */
+static bool section_open(struct buf *b, const char *id, const char *title, const json_t *arr,
+                         const char *none)
+{
+    buf_addf(b, "<section id=\"%s\"><h2>", id);
+    esc(b, title);
+    buf_adds(b, "</h2>");
+    if (json_array_size(arr) > 0) {
+        return true;
+    }
+    buf_adds(b, "<p class=\"empty\">");
+    esc(b, none);
+    buf_adds(b, "</p></section>");
+    return false;
+}
+
+/* The head of a table of counts, medians, p95 and maxima. */
+static void stat_head(struct buf *b, const char *id, const char *first)
+{
+    buf_addf(b,
+             "<div class=\"scroll\"><table id=\"%s\"><thead><tr><th>%s</th>"
+             "<th class=\"n\">orders</th><th class=\"n\">median</th><th class=\"n\">p95</th>"
+             "<th class=\"n\">max</th></tr></thead><tbody>",
+             id, first);
+}
+
 static void latency_section(struct buf *b, const json_t *r)
 {
     const json_t *arr = json_object_get(r, "placed_to_applied");
     size_t i;
     const json_t *o;
-    buf_adds(b, "<section id=\"latency\"><h2>Order placed in the store to applied, per day</h2>");
-    if (json_array_size(arr) == 0) {
-        buf_adds(b, "<p class=\"empty\">No order was applied in the period.</p></section>");
+    if (!section_open(b, "latency", "Order placed in the store to applied, per day", arr,
+                      "No order was applied in the period.")) {
         return;
     }
     chart_latency(b, r);
-    buf_adds(b, "<div class=\"scroll\"><table id=\"latency-table\"><thead><tr><th>day (UTC)</th>"
-                "<th class=\"n\">orders</th><th class=\"n\">median</th><th class=\"n\">p95</th>"
-                "<th class=\"n\">max</th></tr></thead><tbody>");
+    stat_head(b, "latency-table", "day (UTC)");
     json_array_foreach(arr, i, o)
     {
         static const char *const keys[] = {"median_ms", "p95_ms", "max_ms"};
@@ -544,16 +568,12 @@ static void stage_section(struct buf *b, const json_t *r)
     const json_t *arr = json_object_get(r, "stages");
     size_t i;
     const json_t *o;
-    buf_adds(b, "<section id=\"stages\"><h2>Per-stage latency of applied orders</h2>");
-    if (json_array_size(arr) == 0) {
-        buf_adds(b, "<p class=\"empty\">No step timings were recorded in the period.</p>"
-                    "</section>");
+    if (!section_open(b, "stages", "Per-stage latency of applied orders", arr,
+                      "No step timings were recorded in the period.")) {
         return;
     }
     chart_stages(b, r);
-    buf_adds(b, "<div class=\"scroll\"><table id=\"stage-table\"><thead><tr><th>stage</th>"
-                "<th class=\"n\">orders</th><th class=\"n\">median</th><th class=\"n\">p95</th>"
-                "<th class=\"n\">max</th></tr></thead><tbody>");
+    stat_head(b, "stage-table", "stage");
     json_array_foreach(arr, i, o)
     {
         stage_row(b, o);

@@ -438,6 +438,43 @@ def chromium(checks, scratch, html_path, png):
                  "the hostile name is not text in the rendered DOM")
 
 
+def check_cli(checks, tools, scratch, pipeline, env):
+    """Exit codes and messages of the command line (docs/CLI.md)."""
+    cases = [
+        (["--help"], 0, "usage: cpbridge report PIPELINE"),
+        (["--since", "30m"], 64, "--since wants a period from 1h to 366d"),
+        (["--since", "367d"], 64, "--since wants a period"),
+        (["--since", "week"], 64, "--since wants a period"),
+        (["--limit", "3"], 64, "does not apply"),
+        (["-o"], 64, "needs a value"),
+        (["-o", scratch.path("no-such-dir", "r.html")], 74, "cannot write"),
+    ]
+    for extra, code, text in cases:
+        res = subprocess.run([tools.cpbridge, "report", pipeline] + extra, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             timeout=60)
+        checks.check(res.returncode == code and text in res.stdout + res.stderr,
+                     "report %s: exit %d (want %d), output %r" % (" ".join(extra),
+                                                                  res.returncode, code,
+                                                                  (res.stdout + res.stderr)[-300:]))
+    res = subprocess.run([tools.cpbridge, "report", scratch.path("missing.cfg")], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+    checks.check(res.returncode == 66, "report of a missing pipeline file exited %d"
+                 % res.returncode)
+    res = subprocess.run([tools.cpbridge, "report", pipeline, "--since", "24h", "--json"],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         timeout=60)
+    ok = res.returncode == 0
+    if ok:
+        short = json.loads(res.stdout)
+        ok = (short["period"] == "1d" and ms_of(parse_ts(short["generated"])) -
+              ms_of(parse_ts(short["since"])) == 86400000 and
+              all(ms_of(parse_ts(b["start"])) >= ms_of(parse_ts(short["since"])) - 3600000
+                  for b in short["per_bucket"]))
+    checks.check(ok, "report --since 24h --json: exit %d, %s" % (res.returncode,
+                                                                  res.stderr[-300:]))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--db", choices=("sqlite", "pg"), required=True)
@@ -477,6 +514,7 @@ def main():
         exp = expected(db, now_ms + 999, since_ms)
         check_figures(checks, page, report, exp, pipeline)
         check_hostile(checks, text, page)
+        check_cli(checks, tools, scratch, pipeline, env)
         chromium(checks, scratch, out, args.png)
         chaoslib.log("report: %d bytes of HTML, %d bars, %d days, %d stages" % (
             len(text), len(page.buckets), len(exp["days"]), len(exp["stages"])))
