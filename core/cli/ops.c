@@ -2,9 +2,9 @@
  * ops.c — the operations commands (see ops.h): the table of them, their
  * shared command line, and ops_main. Each command lives in its own file
  * (cmd_health.c, cmd_status.c, cmd_orders.c, cmd_dlq.c, cmd_rollback.c,
- * cmd_report.c); what they share is in ops_common.c. Each reads the pipeline file with
- * config_load (no stage is loaded), connects with db_connect, and prints for
- * a person, or JSON with --json.
+ * cmd_report.c); what they share is in ops_common.c. Each reads the
+ * pipeline file with config_load (no stage is loaded), connects with
+ * db_connect, and prints for a person, or JSON with --json.
  */
 #include "cli/ops.h"
 
