@@ -3,7 +3,8 @@
 #   scripts/deps.sh          build and run: compiler, libraries, ODBC drivers
 #   scripts/deps.sh --test   also what the tests start: PostgreSQL 15, the
 #                            SMTP receiver (python3-aiosmtpd), clang for the
-#                            fuzzers, openssl for test certificates
+#                            fuzzers, openssl for test certificates,
+#                            chromium and python3-html5lib for the report
 # Runs apt-get only when a package is missing; needs root (or sudo) then.
 set -euo pipefail
 
@@ -12,7 +13,7 @@ pkgs=(build-essential cmake pkg-config libconfig-dev unixodbc-dev unixodbc
       libsqliteodbc odbc-postgresql tdsodbc sqlite3 python3 ca-certificates)
 if [[ "${1:-}" == "--test" ]]; then
   pkgs+=(postgresql-15 postgresql-client-15 python3-aiosmtpd openssl clang
-         libclang-rt-14-dev dpkg-dev file)
+         libclang-rt-14-dev dpkg-dev file chromium python3-html5lib)
 fi
 
 missing=()

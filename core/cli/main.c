@@ -39,6 +39,7 @@ static const char usage_main[] =
     "  db init PIPELINE    create or upgrade the database schema (--demo: demo data)\n"
     "  health PIPELINE     business health for monitoring (exit 0/1/2/3)\n"
     "  status PIPELINE     counts per state, recent runs, dead letters\n"
+    "  report PIPELINE     an HTML page (or --json) of how the last days went\n"
     "  orders PIPELINE     list orders, or show one order's whole story\n"
     "  dlq PIPELINE        list, retry or cancel orders that need a person\n"
     "  rollback PIPELINE ID  undo an applied order in Counterpoint\n"
@@ -678,7 +679,8 @@ int main(int argc, char **argv)
     } else {
         static const char *const verbs[] = {"run",    "serve",    "check",  "db",
                                             "health", "status",   "orders", "stages",
-                                            "dlq",    "rollback", "drift",  "version"};
+                                            "dlq",    "rollback", "drift",  "report",
+                                            "version"};
         int s = text_suggest(verb, verbs, sizeof verbs / sizeof verbs[0]);
         fprintf(stderr, "cpbridge: unknown command '%s'%s%s%s\n\n%s", verb,
                 s >= 0 ? " (did you mean '" : "", s >= 0 ? verbs[s] : "", s >= 0 ? "'?)" : "",

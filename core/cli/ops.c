@@ -2,10 +2,9 @@
  * ops.c — the operations commands (see ops.h): the table of them, their
  * shared command line, and ops_main. Each command lives in its own file
  * (cmd_health.c, cmd_status.c, cmd_orders.c, cmd_dlq.c, cmd_rollback.c,
- * cmd_drift.c);
- * what they share is in ops_common.c. Each reads the pipeline file with
- * config_load (no stage is loaded), connects with db_connect, and prints for
- * a person, or JSON with --json.
+ * cmd_drift.c, cmd_report.c); what they share is in ops_common.c. Each
+ * reads the pipeline file with config_load (no stage is loaded), connects
+ * with db_connect, and prints for a person, or JSON with --json.
  */
 #include "cli/ops.h"
 
@@ -31,6 +30,8 @@ static const struct option long_opts[] = {{"help", no_argument, NULL, 'h'},
                                           {"force", no_argument, NULL, 'f'},
                                           {"fix", no_argument, NULL, 'x'},
                                           {"nagios", no_argument, NULL, 'g'},
+                                          {"since", required_argument, NULL, 'S'},
+                                          {"output", required_argument, NULL, 'o'},
                                           {NULL, 0, NULL, 0}};
 
 static int parse_opts(const struct verb *v, int argc, char **argv, struct opts *o)
@@ -39,7 +40,7 @@ static int parse_opts(const struct verb *v, int argc, char **argv, struct opts *
     optind = 0; /* GNU: start over (ops_main may run more than once) */
     opterr = 0;
     for (;;) {
-        int c = getopt_long(argc, argv, ":h", long_opts, NULL);
+        int c = getopt_long(argc, argv, ":ho:", long_opts, NULL);
         unsigned bit = 0;
         if (c == -1) {
             break;
@@ -85,6 +86,14 @@ static int parse_opts(const struct verb *v, int argc, char **argv, struct opts *
         case 'g':
             bit = OPT_NAGIOS;
             break;
+        case 'S':
+            bit = OPT_SINCE;
+            o->since = optarg;
+            break;
+        case 'o':
+            bit = OPT_OUTPUT;
+            o->output = optarg;
+            break;
         case ':':
             return ops_usage_error(v, "option %s needs a value", argv[optind - 1]);
         default:
@@ -104,7 +113,8 @@ static int parse_opts(const struct verb *v, int argc, char **argv, struct opts *
 /* ---- entry ------------------------------------------------------------------- */
 
 static const struct verb *const verbs[] = {&ops_verb_health, &ops_verb_status,   &ops_verb_orders,
-                                           &ops_verb_dlq,    &ops_verb_rollback, &ops_verb_drift};
+                                           &ops_verb_dlq,    &ops_verb_rollback, &ops_verb_drift,
+                                           &ops_verb_report};
 
 static const struct verb *find_verb(const char *name)
 {

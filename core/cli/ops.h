@@ -1,6 +1,6 @@
 /*
- * ops.h — the operations commands: health, status, orders, dlq and
- * rollback. Each reads the pipeline file (no stages are loaded), connects
+ * ops.h — the operations commands: health, status, orders, dlq, rollback
+ * and report. Each reads the pipeline file (no stages are loaded), connects
  * to its database, and prints for a person (or JSON with --json).
  */
 #ifndef CPB_OPS_H

@@ -36,7 +36,9 @@ enum opt_bit {
     OPT_DRY_RUN = 1u << 8,
     OPT_FORCE = 1u << 9,
     OPT_FIX = 1u << 10,
-    OPT_NAGIOS = 1u << 11
+    OPT_NAGIOS = 1u << 11,
+    OPT_SINCE = 1u << 12,
+    OPT_OUTPUT = 1u << 13
 };
 
 struct verb;
@@ -47,6 +49,8 @@ struct opts {
     const char *limit;
     const char *reason;
     const char *why;
+    const char *since;
+    const char *output;
     char **args; /* positional arguments after the verb (borrowed argv) */
     int nargs;
 };
@@ -70,9 +74,9 @@ struct verb {
     int (*run)(struct ops *op);
 };
 
-/* The six commands; ops.c holds the table of them. */
+/* The commands; ops.c holds the table of them. */
 extern const struct verb ops_verb_health, ops_verb_status, ops_verb_orders, ops_verb_dlq,
-    ops_verb_rollback, ops_verb_drift;
+    ops_verb_rollback, ops_verb_drift, ops_verb_report;
 
 /* ---- messages ------------------------------------------------------------- */
 

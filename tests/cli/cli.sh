@@ -84,7 +84,8 @@ expect 0 "PENDING" -- dlq "$src/pipelines/demo.cfg" retry samples:2001 --why "cl
 expect 0 "applied 1" -- run "$src/pipelines/demo.cfg"
 expect 0 "CANCELLED" -- dlq "$src/pipelines/demo.cfg" cancel samples:2010 --why "test order"
 expect 64 "--why" -- dlq "$src/pipelines/demo.cfg" cancel samples:2011
-for verb in health status orders dlq rollback; do
+expect 0 "<h1>cpbridge report: demo</h1>" -- report "$src/pipelines/demo.cfg"
+for verb in health status orders dlq rollback report; do
   expect 0 "usage: cpbridge $verb" -- "$verb" --help
 done
 
