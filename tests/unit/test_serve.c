@@ -7,9 +7,9 @@
  * and every refusal: the unsigned ping, a missing or wrong signature, a
  * topic or body that is not an order, a status the source does not stage,
  * a body over the limit, a database that refuses the order (503, then the
- * store's retry). order.deleted cancels a staged order and flags an applied
- * one. `cpbridge run` works beside it; health shows the receiver up,
- * stopped (SIGTERM, exit 0) and gone (SIGKILL: CRITICAL).
+ * store's retry). order.deleted cancels a staged order; an applied one the
+ * store removes or cancels is rolled back (run.store_cancel). `cpbridge run` works beside it;
+ * health shows the receiver up, stopped (SIGTERM, exit 0) and gone (SIGKILL: CRITICAL).
  */
 #include <CUnit/CUnit.h>
 #include <jansson.h>
@@ -198,7 +198,7 @@ static int write_pipeline(void)
              "name = \"serve-test\";\n"
              "stage_dirs = [\"%s\"];\n"
              "database = { dialect = \"%s\"; connection = \"%s\"; };\n"
-             "run = { lock_file = \"%s\"; batch = 5; };\n"
+             "run = { lock_file = \"%s\"; batch = 5; store_cancel = \"rollback\"; };\n"
              "log = { level = \"debug\"; };\n"
              "serve = { port = 0; workers = 2; coalesce = \"50ms\"; sweep = \"1s\";\n"
              "          max_body = 4096; metrics_file = \"%s\"; };\n"
@@ -407,7 +407,8 @@ static void test_staging_failure_is_5xx(void)
 }
 
 /* order.deleted: a staged order not applied (here INVALID: an unknown SKU)
- * is cancelled with an audit row; an applied one is flagged once. */
+ * is cancelled with an audit row; an applied one, and one the store
+ * cancels, are rolled back (run.store_cancel = "rollback") once. */
 static void test_deleted(void)
 {
     struct db *db = connect_db();
@@ -422,21 +423,30 @@ static void test_deleted(void)
                           " 'cancelled' AND E.CODE = 'order.deleted'",
                           "6301"),
                     1);
-    /* Applied (6101, above): flagged for a person, still APPLIED, once. */
+    /* Applied (6101, above), under run.store_cancel = "rollback": the
+     * workers roll it back, once, however often the store says so. */
+    int64_t docs = q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL);
     CU_ASSERT_EQUAL(deliver("order.deleted", "{\"id\":6101}"), 200);
     CU_ASSERT_EQUAL(deliver("order.deleted", "{\"id\":6101}"), 200);
-    CU_ASSERT_TRUE(wait_status(db, "6101", "APPLIED"));
-    CU_ASSERT_EQUAL(q_int(db,
-                          "SELECT CHANGED_AFTER_APPLY FROM USER_ORDER_STAGING WHERE EXT_ORDER_ID"
-                          " = ?",
-                          "6101"),
-                    1);
+    CU_ASSERT_TRUE(wait_status(db, "6101", "ROLLED_BACK"));
     CU_ASSERT_EQUAL(q_int(db,
                           "SELECT COUNT(*) FROM USER_ORDER_EVENT E JOIN USER_ORDER_STAGING S ON"
                           " S.STAGING_ID = E.STAGING_ID WHERE S.EXT_ORDER_ID = ? AND E.KIND ="
                           " 'changed.after_apply' AND E.CODE = 'order.deleted'",
                           "6101"),
                     1);
+    CU_ASSERT_EQUAL(q_int(db,
+                          "SELECT COUNT(*) FROM USER_ORDER_EVENT E JOIN USER_ORDER_STAGING S ON"
+                          " S.STAGING_ID = E.STAGING_ID WHERE S.EXT_ORDER_ID = ? AND E.KIND ="
+                          " 'rollback' AND E.CODE = 'store.rollback'",
+                          "6101"),
+                    1);
+    /* An applied order the store sets to cancelled (order.updated): the same. */
+    char *gone = order_text(6110, "cancelled", "TSHIRT-BLU-M");
+    CU_ASSERT_EQUAL(deliver("order.updated", gone), 200);
+    CU_ASSERT_TRUE(wait_status(db, "6110", "ROLLED_BACK"));
+    CU_ASSERT_EQUAL(q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL), docs - 2);
+    free(gone);
     /* Unknown here: nothing to do, still 200 (the store must not retry). */
     CU_ASSERT_EQUAL(deliver("order.deleted", "{\"id\":99999}"), 200);
     free(bad);
@@ -576,7 +586,8 @@ static const struct cpbtest_case cases[] = {
     {"a delivery is staged before its 200 and applied once", test_delivery_staged_then_applied},
     {"a database that refuses the order gives 503; the retry stages it",
      test_staging_failure_is_5xx},
-    {"order.deleted cancels a staged order and flags an applied one once", test_deleted},
+    {"order.deleted cancels a staged order; a removed or cancelled applied one is rolled back",
+     test_deleted},
     {"a scheduled run works beside the server", test_run_beside},
     {"over HTTPS with serve.tls_cert and tls_key", test_tls},
     {"health: up, stopped by SIGTERM, killed", test_health_and_stop},
