@@ -268,20 +268,21 @@ def source_file(orders_dir):
 
 
 def write_pipeline(path, tools, db, stages, lease="2m", batch=50, max_attempts=20, base="1s",
-                   cap="2s", name="chaos"):
+                   cap="2s", name="chaos", run_extra=""):
     """A pipeline file. Each process gets its own host lock through
-    ${CHAOS_LOCK}, so several runners share one host."""
+    ${CHAOS_LOCK}, so several runners share one host. run_extra: more keys
+    of the run block (e.g. 'store_cancel = "rollback";')."""
     text = """# %s - written by the chaos tests.
 name = "%s";
 stage_dirs = [ "%s" ];
 database = { dialect = "%s"; connection = "%s"; login_timeout = "10s"; };
-run = { batch = %d; lease = "%s"; lock_file = "${CHAOS_LOCK}"; };
+run = { batch = %d; lease = "%s"; lock_file = "${CHAOS_LOCK}"; %s};
 retry = { max_attempts = %d; base = "%s"; cap = "%s"; };
 log = { level = "info"; };
 stages = (%s
 );
 """ % (os.path.basename(path), name, tools.stages, db.dialect, db.conn, batch,
-       lease, max_attempts, base, cap, stages)
+       lease, run_extra + " " if run_extra else "", max_attempts, base, cap, stages)
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(text)
     return path
@@ -401,9 +402,12 @@ class Runs:
 
 
 def outstanding(db):
-    """Orders still PENDING, and applied orders with after-commit work due."""
+    """Orders still PENDING, applied (or rolled back for their store) orders
+    with after-commit work due, and applied orders the store cancelled that
+    wait for run.store_cancel."""
     return db.scalar("SELECT COUNT(*) FROM USER_ORDER_STAGING WHERE STATUS = 'PENDING'"
-                     " OR (STATUS = 'APPLIED' AND AFTER_PENDING = 1)")
+                     " OR (STATUS IN ('APPLIED', 'ROLLED_BACK') AND AFTER_PENDING = 1)"
+                     " OR (STATUS = 'APPLIED' AND STORE_CANCELLED = 1)")
 
 
 def drain(runs, db, pipeline, tag, deadline_s=300, checks=None, extra_env=None):
