@@ -2711,6 +2711,30 @@ def self_test():
           (True, [ids["S100-1"], ids["S100-2"]]))
     check("remove product", (store.remove_product(parent), ids["S100-1"] in store.variations),
           (True, False))
+    # Routing and authentication of the product routes (Basic over "HTTPS").
+    cfg.https_mode = True
+    basic = {"Authorization": "Basic " + base64.b64encode(b"ck_test:cs_test").decode(),
+             "Content-Type": "application/json"}
+    routed = []
+    for method, path, value in [
+        ("GET", "/wp-json/wc/v3/products?sku=S7", None),
+        ("GET", "/wp-json/wc/v3/products/%d" % ids["S50-1"], None),
+        ("GET", "/wp-json/wc/v3/products/%d/variations?sku=S50-3" % ids["S50"], None),
+        ("POST", "/wp-json/wc/v3/products/batch",
+         {"update": [{"id": ids["S7"], "stock_quantity": 70}]}),
+        ("POST", "/wp-json/wc/v3/products/%d/variations/batch" % ids["S50"],
+         {"update": [{"id": ids["S50-3"], "stock_quantity": 53}]}),
+    ]:
+        body = json.dumps(value).encode() if value is not None else b""
+        resp = api.handle(Request(method, path, basic, body))
+        answer = json.loads(resp.body.decode())
+        routed.append((resp.status, answer["update"][0]["stock_quantity"]
+                       if isinstance(answer, dict) and "update" in answer
+                       else (answer[0] if isinstance(answer, list) else answer)["sku"]))
+    check("product routes", routed, [(200, "S7"), (200, "S50-1"), (200, "S50-3"), (200, 70),
+                                     (200, 53)])
+    resp = api.handle(Request("GET", "/wp-json/wc/v3/products", {}, b""))
+    check("products need credentials", resp.status, 401)
     check("route key products batch",
           route_key("POST", "/wp-json/wc/v3/products/12/variations/batch"),
           "POST /products/{id}/variations/batch")
