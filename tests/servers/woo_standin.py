@@ -21,6 +21,16 @@ as documented in shared/reference/woocommerce-api.md, traps included:
                                             validated, as the real store)
   GET|POST /wp-json/wc/v3/orders/{id}/notes
   GET|DELETE /wp-json/wc/v3/orders/{id}/notes/{note_id}
+  GET    /wp-json/wc/v3/products            list: page, per_page (1-100),
+                                            sku (comma-separated), include;
+                                            variations are not listed (their
+                                            post type is product_variation)
+  GET    /wp-json/wc/v3/products/{id}
+  GET    /wp-json/wc/v3/products/{id}/variations   page, per_page, sku
+  POST   /wp-json/wc/v3/products/batch      update stock_quantity and
+  POST   /wp-json/wc/v3/products/{id}/variations/batch   manage_stock: 200
+                                            with per-item errors, 413 over
+                                            100 items (as orders/batch)
 
 Authentication as WC_REST_Authentication does it: Basic auth or
 consumer_key/consumer_secret in the query only when the request counts as
@@ -35,6 +45,19 @@ Control endpoints for tests (never authenticated, never logged):
   POST   /_orders                  add or replace orders (object or array)
   DELETE /_orders                  remove every order
   GET    /_orders/{id}             stored copy, plus "notes": [...]
+  POST   /_products                add products: an array of {"sku", "stock_quantity",
+                                   "manage_stock", "variations": [{"sku", ...}]}
+                                   or {"seed": N, "sku_prefix": "P", "variations": V,
+                                   "every": K, "stock_quantity": Q} (N products,
+                                   every K-th variable with V variations,
+                                   SKUs P1..PN and P7-1..P7-V); answers
+                                   {"ids": {sku: id}} (variations included)
+  GET    /_products                {"stock": {sku: stock_quantity or null},
+                                   "manage_stock": {sku: bool}, "ids": {sku: id}}
+  DELETE /_products                remove every product and variation
+  DELETE /_products/{id}            remove one product (and its variations) or
+                                   one variation: the store then answers that
+                                   the id is gone
   POST   /_orders/{id}/touch       {"date_modified_gmt": "..."} (default now)
                                    and any other top-level keys to set
   POST   /_fault  GET /_fault  DELETE /_fault     faults on demand
@@ -79,9 +102,11 @@ worker wait, latency and faults, so requests answered with a fault count):
    "in_flight": N,                API requests holding a worker now
    "status_changes": N,           updates (single or batch item) that
                                   changed an order's status
-   "notes_added": N}              notes created by POST /orders/{id}/notes
+   "notes_added": N,              notes created by POST /orders/{id}/notes
                                   (the system notes of status changes are
                                   not counted: there is one per status change)
+   "stock_changes": N}            batch items applied to a product or variation
+                                  (batch_items counts product batches too)
   DELETE /_stats zeroes every counter (max_in_flight restarts from in_flight).
 
 Fault object (POST /_fault; a list is accepted too):
@@ -104,7 +129,8 @@ Fault object (POST /_fault; a list is accepted too):
                     code, "message": message, "data": {"status": status}}};
                     the other items are applied and the answer stays 200,
                     as the real batch does. Extra keys: "order_id" (the
-                    item's id; omitted = any item), "code" (default
+                    item's id, or a product or variation id in the products
+                    batches; omitted = any item), "code" (default
                     "woocommerce_rest_cannot_edit"), "message" (default
                     "Sorry, you are not allowed to edit this resource.");
                     status defaults to 500. Realistic alternatives:
@@ -758,7 +784,7 @@ def new_stats():
     """Zeroed GET /_stats counters (in_flight and max_in_flight live in the
     Gate)."""
     return {"requests": 0, "by_route": {}, "batch_items": 0, "status_changes": 0,
-            "notes_added": 0}
+            "notes_added": 0, "stock_changes": 0}
 
 
 def route_key(method, route):
@@ -822,6 +848,9 @@ class Store:
         self.orders = {}  # id -> order dict
         self.raw = []  # entries without an integer id, served as they are
         self.notes = {}  # id -> [note]
+        self.products = {}  # id -> product (type simple or variable, "variations": [ids])
+        self.variations = {}  # id -> variation ("parent_id")
+        self.next_product_id = 10001  # products and variations share the post ids
         self.next_note_id = 1
         self.nonces = {}  # timestamp -> nonce (WooCommerce keys them by timestamp)
         self.faults = []
@@ -935,6 +964,93 @@ class Store:
                 del self.nonces[stamp]
             return True
 
+    # -- products -------------------------------------------------------------
+    def new_stock_item(self, spec, parent_id=None):
+        """One product or variation from a /_products entry; its id."""
+        if not isinstance(spec, dict) or not isinstance(spec.get("sku"), str) or not spec["sku"]:
+            raise ValueError("each product and variation needs a non-empty \"sku\"")
+        quantity = spec.get("stock_quantity")
+        if quantity is not None and (not isinstance(quantity, int) or isinstance(quantity, bool)):
+            raise ValueError("stock_quantity of %s is not an integer" % spec["sku"])
+        item_id = self.next_product_id
+        self.next_product_id += 1
+        item = {
+            "id": item_id,
+            "sku": spec["sku"],
+            "name": spec.get("name") or spec["sku"],
+            "manage_stock": bool(spec.get("manage_stock", quantity is not None)),
+            "stock_quantity": quantity,
+            "date_modified_gmt": fmt_dt(self.now_gmt()),
+        }
+        if parent_id is None:
+            item["type"] = "variable" if spec.get("variations") else "simple"
+            item["variations"] = []
+            self.products[item_id] = item
+        else:
+            item["parent_id"] = parent_id
+            self.variations[item_id] = item
+        set_stock_status(item)
+        return item_id
+
+    def add_products(self, body):
+        """POST /_products: {sku: id} of what was added; raises ValueError."""
+        if isinstance(body, dict) and "seed" in body:
+            specs = seed_products(body)
+        elif isinstance(body, list):
+            specs = body
+        elif isinstance(body, dict):
+            specs = [body]
+        else:
+            raise ValueError("send a product, an array of products or {\"seed\": N}")
+        ids = {}
+        with self.lock:
+            items = list(self.products.values()) + list(self.variations.values())
+            known = {i["sku"] for i in items}
+            for spec in specs:
+                variations = spec.get("variations") if isinstance(spec, dict) else None
+                if variations is not None and not isinstance(variations, list):
+                    raise ValueError("variations is not an array")
+                for one in [spec] + list(variations or []):
+                    sku = one.get("sku") if isinstance(one, dict) else None
+                    if sku in known or sku in ids:
+                        raise ValueError("SKU %r exists (SKUs are unique in a store)" % sku)
+                    if isinstance(sku, str):
+                        ids[sku] = None
+            ids = {}
+            for spec in specs:
+                parent = self.new_stock_item(spec)
+                ids[spec["sku"]] = parent
+                for child in spec.get("variations") or []:
+                    child_id = self.new_stock_item(child, parent)
+                    self.products[parent]["variations"].append(child_id)
+                    ids[child["sku"]] = child_id
+        return ids
+
+    def remove_product(self, item_id):
+        """DELETE /_products/{id}: True when something was removed."""
+        with self.lock:
+            product = self.products.pop(item_id, None)
+            if product is not None:
+                for child in product["variations"]:
+                    self.variations.pop(child, None)
+                return True
+            variation = self.variations.pop(item_id, None)
+            if variation is None:
+                return False
+            parent = self.products.get(variation["parent_id"])
+            if parent is not None:
+                parent["variations"].remove(item_id)
+            return True
+
+    def stock_snapshot(self):
+        with self.lock:
+            items = list(self.products.values()) + list(self.variations.values())
+            return {
+                "stock": {i["sku"]: i["stock_quantity"] for i in items},
+                "manage_stock": {i["sku"]: i["manage_stock"] for i in items},
+                "ids": {i["sku"]: i["id"] for i in items},
+            }
+
     # -- faults and hooks ---------------------------------------------------
     def take_fault(self, method, path, list_page):
         """The first request fault matching the request, used once."""
@@ -992,7 +1108,10 @@ class Store:
         """Count an API request on arrival (GET /_stats)."""
         key = route_key(req.method, route)
         items = 0
-        if req.method in ("POST", "PUT", "PATCH") and BATCH_RE.match(route):
+        batch = BATCH_RE.match(route) or PRODUCT_BATCH_RE.match(route) or VARIATION_BATCH_RE.match(
+            route
+        )
+        if req.method in ("POST", "PUT", "PATCH") and batch:
             update = req.params().get("update")
             if isinstance(update, (list, dict)):
                 items = len(update)
@@ -1095,6 +1214,11 @@ ORDER_RE = re.compile(r"^/wp-json/wc/v3/orders/(\d+)/?$")
 BATCH_RE = re.compile(r"^/wp-json/wc/v3/orders/batch/?$")
 NOTES_RE = re.compile(r"^/wp-json/wc/v3/orders/(\d+)/notes/?$")
 NOTE_RE = re.compile(r"^/wp-json/wc/v3/orders/(\d+)/notes/(\d+)/?$")
+PRODUCTS_RE = re.compile(r"^/wp-json/wc/v3/products/?$")
+PRODUCT_BATCH_RE = re.compile(r"^/wp-json/wc/v3/products/batch/?$")
+PRODUCT_RE = re.compile(r"^/wp-json/wc/v3/products/(\d+)/?$")
+VARIATIONS_RE = re.compile(r"^/wp-json/wc/v3/products/(\d+)/variations/?$")
+VARIATION_BATCH_RE = re.compile(r"^/wp-json/wc/v3/products/(\d+)/variations/batch/?$")
 
 # by_route keys of GET /_stats.
 ROUTE_PATTERNS = [
@@ -1103,6 +1227,11 @@ ROUTE_PATTERNS = [
     (ORDER_RE, "/orders/{id}"),
     (NOTES_RE, "/orders/{id}/notes"),
     (NOTE_RE, "/orders/{id}/notes/{note_id}"),
+    (PRODUCTS_RE, "/products"),
+    (PRODUCT_BATCH_RE, "/products/batch"),
+    (PRODUCT_RE, "/products/{id}"),
+    (VARIATIONS_RE, "/products/{id}/variations"),
+    (VARIATION_BATCH_RE, "/products/{id}/variations/batch"),
 ]
 
 BATCH_LIMIT = 100
@@ -1115,6 +1244,95 @@ def invalid_id_error(status):
         "message": "Invalid ID.",
         "data": {"status": status},
     }
+
+
+def batch_groups(req, authed):
+    """The create/update/delete lists of a batch request and the refusal
+    (413 over BATCH_LIMIT items in all, then the permission), or None."""
+    params = req.params()
+    groups = {name: params.get(name) or [] for name in ("create", "update", "delete")}
+    count = sum(len(v) for v in groups.values() if isinstance(v, list))
+    if count > BATCH_LIMIT:
+        return groups, rest_error(
+            413,
+            "woocommerce_rest_request_entity_too_large",
+            "Unable to accept more than %d items for this request." % BATCH_LIMIT,
+        )
+    if not authed:
+        return groups, cannot(
+            "batch", "Sorry, you are not allowed to batch manipulate this resource."
+        )
+    return groups, None
+
+
+def set_stock_status(item):
+    """stock_status as WooCommerce derives it for a managed item."""
+    if item["manage_stock"] and isinstance(item["stock_quantity"], int):
+        item["stock_status"] = "instock" if item["stock_quantity"] > 0 else "outofstock"
+    else:
+        item.setdefault("stock_status", "instock")
+
+
+def seed_products(spec):
+    """The product specs of {"seed": N, ...} (POST /_products)."""
+    def count(name, default, minimum):
+        value = spec.get(name, default)
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise ValueError("%s must be an integer >= %d" % (name, minimum))
+        return value
+
+    total = count("seed", 0, 0)
+    per = count("variations", 0, 0)
+    every = count("every", 10, 1)
+    prefix = spec.get("sku_prefix", "P")
+    if not isinstance(prefix, str):
+        raise ValueError("sku_prefix must be a string")
+    base = {}
+    if "stock_quantity" in spec:
+        base["stock_quantity"] = spec["stock_quantity"]
+    out = []
+    for n in range(1, total + 1):
+        product = dict(base, sku="%s%d" % (prefix, n))
+        if per and n % every == 0:
+            product["variations"] = [
+                dict(base, sku="%s%d-%d" % (prefix, n, v)) for v in range(1, per + 1)
+            ]
+        out.append(product)
+    return out
+
+
+NOT_INTEGER = "stock_quantity is not of type integer."
+
+
+def product_invalid_id(kind="product"):
+    """The per-item error of a batch item whose id the store does not have."""
+    return {
+        "code": "woocommerce_rest_%s_invalid_id" % kind,
+        "message": "Invalid ID.",
+        "data": {"status": 400},
+    }
+
+
+def list_window(req, items, invalid):
+    """(page of items, headers) for a products/variations list: page,
+    per_page (1-100, default 10), X-WP-Total and X-WP-TotalPages."""
+    per_page = int_param(req.query, "per_page", 10, invalid, 1, 100)
+    page = int_param(req.query, "page", 1, invalid, 1)
+    if invalid:
+        return None, None
+    total = len(items)
+    pages = (total + per_page - 1) // per_page
+    start = (page - 1) * per_page
+    headers = [("X-WP-Total", str(total)), ("X-WP-TotalPages", str(pages))]
+    return items[start:start + per_page], headers
+
+
+def sku_filter(req):
+    """The SKUs of ?sku=a,b (None when absent)."""
+    raw = req.query.get("sku")
+    if raw is None:
+        return None
+    return {s.strip() for s in as_text(raw).split(",") if s.strip()}
 
 
 class Api:
@@ -1281,6 +1499,13 @@ class Api:
                         "POST": self.update_order, "DELETE": self.delete_order}),
             (NOTES_RE, {"GET": self.list_notes, "POST": self.create_note}),
             (NOTE_RE, {"GET": self.get_note, "DELETE": self.delete_note}),
+            (PRODUCTS_RE, {"GET": self.list_products}),
+            (PRODUCT_BATCH_RE, {"POST": self.product_batch, "PUT": self.product_batch,
+                                "PATCH": self.product_batch}),
+            (PRODUCT_RE, {"GET": self.get_product}),
+            (VARIATIONS_RE, {"GET": self.list_variations}),
+            (VARIATION_BATCH_RE, {"POST": self.variation_batch, "PUT": self.variation_batch,
+                                  "PATCH": self.variation_batch}),
         ]
         for regex, handlers in routes:
             match = regex.match(path)
@@ -1575,17 +1800,9 @@ class Api:
             return rest_json(200, before)
 
     def batch(self, req, authed):
-        params = req.params()
-        groups = {name: params.get(name) or [] for name in ("create", "update", "delete")}
-        count = sum(len(v) for v in groups.values() if isinstance(v, list))
-        if count > BATCH_LIMIT:
-            return rest_error(
-                413,
-                "woocommerce_rest_request_entity_too_large",
-                "Unable to accept more than %d items for this request." % BATCH_LIMIT,
-            )
-        if not authed:
-            return cannot("batch", "Sorry, you are not allowed to batch manipulate this resource.")
+        groups, refused = batch_groups(req, authed)
+        if refused is not None:
+            return refused
         out = {}
         valid = self.edit_statuses()
         with self.store.lock:
@@ -1604,21 +1821,9 @@ class Api:
                     if order is None:
                         out["update"].append({"id": order_id, "error": invalid_id_error(400)})
                         continue
-                    fault = self.store.take_item_fault(
-                        ITEM_FAULT_KINDS, req.method, self.route_path(req.path), order_id
-                    )
-                    if fault:
-                        req.item_faults.append(fault)
-                    if fault and fault["kind"] == "batch_item":
-                        error = {
-                            "code": fault["code"],
-                            "message": fault["message"],
-                            "data": {"status": fault["status"]},
-                        }
-                        out["update"].append({"id": order_id, "error": error})
-                        continue
-                    if fault:  # unchanged: the order as it is, no error
-                        out["update"].append(self.render(order))
+                    faulted = self.batch_item_fault(req, order_id, lambda: self.render(order))
+                    if faulted is not None:
+                        out["update"].append(faulted)
                         continue
                     item = dict(item)
                     if "status" in item and item["status"] not in valid:
@@ -1635,6 +1840,145 @@ class Api:
                         out["delete"].append({"id": order_id, "error": invalid_id_error(404)})
                     else:
                         out["delete"].append(self.render(order))
+        return rest_json(200, out)
+
+    def batch_item_fault(self, req, item_id, render):
+        """The answer of one batch item a batch_item fault (its error) or an
+        unchanged fault (render(): the item as it is) applies to, recorded
+        in the request log; None when no fault applies."""
+        fault = self.store.take_item_fault(
+            ITEM_FAULT_KINDS, req.method, self.route_path(req.path), item_id
+        )
+        if not fault:
+            return None
+        req.item_faults.append(fault)
+        if fault["kind"] == "batch_item":
+            return {
+                "id": item_id,
+                "error": {"code": fault["code"], "message": fault["message"],
+                          "data": {"status": fault["status"]}},
+            }
+        return render()
+
+    # -- products -------------------------------------------------------------
+    def render_product(self, item):
+        out = copy.deepcopy(item)
+        if "parent_id" in out:
+            href = "/wp-json/wc/v3/products/%d/variations/%d" % (out["parent_id"], out["id"])
+        else:
+            href = "/wp-json/wc/v3/products/%d" % out["id"]
+        out["_links"] = {"self": [{"href": self.home(href)}]}
+        return out
+
+    def list_products(self, req, authed):
+        if not authed:
+            return cannot("view", CANNOT_LIST)
+        invalid = {}
+        skus = sku_filter(req)
+        include = req.query.get("include")
+        with self.store.lock:
+            items = [self.store.products[k] for k in sorted(self.store.products)]
+            if skus is not None:
+                items = [i for i in items if i["sku"] in skus]
+            if include is not None:
+                wanted = {s.strip() for s in as_text(include).split(",")}
+                items = [i for i in items if str(i["id"]) in wanted]
+            window, headers = list_window(req, items, invalid)
+            if invalid:
+                return invalid_params(invalid)
+            return rest_json(200, [self.render_product(i) for i in window], headers)
+
+    def get_product(self, req, authed, product_id):
+        if not authed:
+            return cannot("view", CANNOT_VIEW)
+        with self.store.lock:
+            item = self.store.products.get(product_id) or self.store.variations.get(product_id)
+            if item is None:
+                return rest_error(404, "woocommerce_rest_product_invalid_id", "Invalid ID.")
+            return rest_json(200, self.render_product(item))
+
+    def list_variations(self, req, authed, product_id):
+        if not authed:
+            return cannot("view", CANNOT_LIST)
+        invalid = {}
+        skus = sku_filter(req)
+        with self.store.lock:
+            parent = self.store.products.get(product_id)
+            if parent is None:
+                return rest_error(404, "woocommerce_rest_product_invalid_id", "Invalid ID.")
+            items = [self.store.variations[k] for k in sorted(parent["variations"])]
+            if skus is not None:
+                items = [i for i in items if i["sku"] in skus]
+            window, headers = list_window(req, items, invalid)
+            if invalid:
+                return invalid_params(invalid)
+            return rest_json(200, [self.render_product(i) for i in window], headers)
+
+    def product_batch(self, req, authed):
+        return self.stock_batch(req, authed, None)
+
+    def variation_batch(self, req, authed, product_id):
+        return self.stock_batch(req, authed, product_id)
+
+    def stock_batch(self, req, authed, parent_id):
+        """POST /products/batch (parent_id None) or
+        /products/{parent_id}/variations/batch: updates of stock_quantity and
+        manage_stock (other keys ignored), 200 with an answer per item."""
+        groups, refused = batch_groups(req, authed)
+        if refused is not None:
+            return refused
+        kind = "product" if parent_id is None else "product_variation"
+        out = {}
+        with self.store.lock:
+            for name in ("create", "delete"):
+                if groups[name]:
+                    error = {
+                        "code": "woocommerce_rest_cannot_%s" % name,
+                        "message": "Only updates are supported by the stand-in.",
+                        "data": {"status": 400},
+                    }
+                    out[name] = [{"id": 0, "error": dict(error)} for _ in groups[name]]
+            if not groups["update"]:
+                return rest_json(200, out)
+            out["update"] = []
+            for item in groups["update"] if isinstance(groups["update"], list) else []:
+                item_id = item.get("id") if isinstance(item, dict) else None
+                valid_id = isinstance(item_id, int) and not isinstance(item_id, bool)
+                if parent_id is None:
+                    target = self.store.products.get(item_id) if valid_id else None
+                else:
+                    target = self.store.variations.get(item_id) if valid_id else None
+                    if target is not None and target["parent_id"] != parent_id:
+                        target = None
+                if target is None:
+                    out["update"].append({"id": item_id, "error": product_invalid_id(kind)})
+                    continue
+                faulted = self.batch_item_fault(req, item_id, lambda: self.render_product(target))
+                if faulted is not None:
+                    out["update"].append(faulted)
+                    continue
+                quantity = item.get("stock_quantity", target["stock_quantity"])
+                if isinstance(quantity, str) and re.fullmatch(r"-?\d+", quantity.strip()):
+                    quantity = int(quantity.strip())  # rest_sanitize_value_from_schema
+                if quantity is not None and (
+                    not isinstance(quantity, int) or isinstance(quantity, bool)
+                ):
+                    error = {
+                        "code": "rest_invalid_param",
+                        "message": "Invalid parameter(s): stock_quantity",
+                        "data": {"status": 400,
+                                 "params": {"stock_quantity": NOT_INTEGER}},
+                    }
+                    out["update"].append({"id": item_id, "error": error})
+                    continue
+                if "manage_stock" in item:
+                    target["manage_stock"] = bool(item["manage_stock"])
+                if target["manage_stock"]:  # ignored on an unmanaged item, as the store does
+                    target["stock_quantity"] = quantity
+                set_stock_status(target)
+                target["date_modified_gmt"] = fmt_dt(self.store.now_gmt())
+                self.store.stats["stock_changes"] += 1
+                out["update"].append(self.render_product(target))
         return rest_json(200, out)
 
     # -- notes --------------------------------------------------------------
@@ -1889,6 +2233,25 @@ def control(server, req):
                 store.raw.clear()
                 store.notes.clear()
             return control_json(200, {"deleted": count})
+    if path == "/_products":
+        if method == "GET":
+            return control_json(200, store.stock_snapshot())
+        if method == "POST":
+            try:
+                return control_json(200, {"ids": store.add_products(body)})
+            except ValueError as err:
+                return control_json(400, {"error": str(err)})
+        if method == "DELETE":
+            with store.lock:
+                count = len(store.products) + len(store.variations)
+                store.products.clear()
+                store.variations.clear()
+            return control_json(200, {"deleted": count})
+    match = re.match(r"^/_products/(\d+)$", path)
+    if match and method == "DELETE":
+        if not store.remove_product(int(match.group(1))):
+            return control_json(404, {"error": "no product or variation %s" % match.group(1)})
+        return control_json(200, {"deleted": 1})
     match = re.match(r"^/_orders/(\d+)(/touch)?$", path)
     if match:
         order_id = int(match.group(1))
@@ -2272,6 +2635,109 @@ def self_test():
             failures.append("fault %r accepted" % bad)
         except ValueError:
             pass
+
+    # Products and variations with SKUs, their batches, in process.
+    store.faults[:] = []
+    ids = store.add_products({"seed": 250, "sku_prefix": "S", "variations": 3, "every": 50,
+                              "stock_quantity": 5})
+    check("seeded ids", (len(ids), len(store.products), len(store.variations)), (265, 250, 15))
+    bad_products = ([{"sku": "S1"}], [{"sku": ""}], {"seed": -1},
+                    [{"sku": "N", "stock_quantity": "x"}])
+    for bad in bad_products:
+        try:
+            store.add_products(bad)
+            failures.append("products %r accepted" % (bad,))
+        except ValueError:
+            pass
+    check("nothing half-added", len(store.products), 250)
+
+    def get(handler, path, *args):
+        req = Request("GET", path, {}, b"")
+        resp = handler(req, True, *args)
+        return resp.status, json.loads(resp.body.decode()), dict(resp.headers)
+
+    status, out, headers = get(api.list_products, "/wp-json/wc/v3/products?sku=S7,S50-2,S50")
+    check("products by sku", (status, [p["sku"] for p in out], headers.get("X-WP-Total")),
+          (200, ["S7", "S50"], "2"))
+    check("variable product", (out[1]["type"], len(out[1]["variations"])), ("variable", 3))
+    status, out, headers = get(api.list_variations, "/wp-json/wc/v3/products/%d/variations"
+                               % ids["S50"], ids["S50"])
+    check("variations", [v["sku"] for v in out], ["S50-1", "S50-2", "S50-3"])
+    status, out, _ = get(api.list_products, "/wp-json/wc/v3/products?per_page=101")
+    check("per_page 101", (status, out["code"]), (400, "rest_invalid_param"))
+    store.faults.append(parse_fault({"kind": "batch_item", "order_id": ids["S3"]}))
+    update = [{"id": ids["S%d" % n], "stock_quantity": n, "manage_stock": True}
+              for n in (1, 2, 3)] + [{"id": 999999, "stock_quantity": 1}]
+    status, out = call(api.product_batch, "POST", "/wp-json/wc/v3/products/batch",
+                       {"update": update})
+    check("product batch", (status, [(i["id"], i.get("stock_quantity"),
+                                      (i.get("error") or {}).get("code")) for i in out["update"]]),
+          (200, [(ids["S1"], 1, None), (ids["S2"], 2, None),
+                 (ids["S3"], None, "woocommerce_rest_cannot_edit"),
+                 (999999, None, "woocommerce_rest_product_invalid_id")]))
+    check("invalid id error", out["update"][3]["error"],
+          {"code": "woocommerce_rest_product_invalid_id", "message": "Invalid ID.",
+           "data": {"status": 400}})
+    check("stock stored", [store.products[ids["S%d" % n]]["stock_quantity"] for n in (1, 2, 3)],
+          [1, 2, 5])
+    status, out = call(api.product_batch, "POST", "/wp-json/wc/v3/products/batch",
+                       {"update": [{"id": ids["S1"], "stock_quantity": 0}]})
+    check("out of stock", store.products[ids["S1"]]["stock_status"], "outofstock")
+    status, out = call(api.product_batch, "POST", "/wp-json/wc/v3/products/batch",
+                       {"update": [{"id": ids["S%d" % n], "stock_quantity": 0}
+                                   for n in range(1, 102)]})
+    check("101 items", (status, out["code"]), (413, "woocommerce_rest_request_entity_too_large"))
+    check("none applied", store.products[ids["S4"]]["stock_quantity"], 5)
+    parent = ids["S100"]
+    update = [{"id": ids["S100-1"], "stock_quantity": 7}, {"id": ids["S50-1"], "stock_quantity": 7},
+              {"id": ids["S100-2"], "stock_quantity": 1.5}]
+    status, out = call(api.variation_batch, "POST",
+                       "/wp-json/wc/v3/products/%d/variations/batch" % parent,
+                       {"update": update}, parent)
+    check("variation batch", [(i.get("stock_quantity"), (i.get("error") or {}).get("code"))
+                              for i in out["update"]],
+          [(7, None), (None, "woocommerce_rest_product_variation_invalid_id"),
+           (None, "rest_invalid_param")])
+    store.add_products([{"sku": "U", "manage_stock": False}])
+    unmanaged = store.stock_snapshot()["ids"]["U"]
+    call(api.product_batch, "POST", "/wp-json/wc/v3/products/batch",
+         {"update": [{"id": unmanaged, "stock_quantity": 3}]})
+    check("unmanaged ignores quantity", store.products[unmanaged]["stock_quantity"], None)
+    call(api.product_batch, "POST", "/wp-json/wc/v3/products/batch",
+         {"update": [{"id": unmanaged, "stock_quantity": 3, "manage_stock": True}]})
+    check("managed takes quantity", store.products[unmanaged]["stock_quantity"], 3)
+    check("remove variation", (store.remove_product(ids["S100-3"]),
+                               store.products[parent]["variations"]),
+          (True, [ids["S100-1"], ids["S100-2"]]))
+    check("remove product", (store.remove_product(parent), ids["S100-1"] in store.variations),
+          (True, False))
+    # Routing and authentication of the product routes (Basic over "HTTPS").
+    cfg.https_mode = True
+    basic = {"Authorization": "Basic " + base64.b64encode(b"ck_test:cs_test").decode(),
+             "Content-Type": "application/json"}
+    routed = []
+    for method, path, value in [
+        ("GET", "/wp-json/wc/v3/products?sku=S7", None),
+        ("GET", "/wp-json/wc/v3/products/%d" % ids["S50-1"], None),
+        ("GET", "/wp-json/wc/v3/products/%d/variations?sku=S50-3" % ids["S50"], None),
+        ("POST", "/wp-json/wc/v3/products/batch",
+         {"update": [{"id": ids["S7"], "stock_quantity": 70}]}),
+        ("POST", "/wp-json/wc/v3/products/%d/variations/batch" % ids["S50"],
+         {"update": [{"id": ids["S50-3"], "stock_quantity": 53}]}),
+    ]:
+        body = json.dumps(value).encode() if value is not None else b""
+        resp = api.handle(Request(method, path, basic, body))
+        answer = json.loads(resp.body.decode())
+        routed.append((resp.status, answer["update"][0]["stock_quantity"]
+                       if isinstance(answer, dict) and "update" in answer
+                       else (answer[0] if isinstance(answer, list) else answer)["sku"]))
+    check("product routes", routed, [(200, "S7"), (200, "S50-1"), (200, "S50-3"), (200, 70),
+                                     (200, 53)])
+    resp = api.handle(Request("GET", "/wp-json/wc/v3/products", {}, b""))
+    check("products need credentials", resp.status, 401)
+    check("route key products batch",
+          route_key("POST", "/wp-json/wc/v3/products/12/variations/batch"),
+          "POST /products/{id}/variations/batch")
 
     if failures:
         sys.stdout.write("FAILED\n" + "\n".join(failures) + "\n")
