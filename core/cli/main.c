@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cli/ops.h"
+#include "cli/progress.h"
 #include "engine/config.h"
 #include "engine/loader.h"
 #include "engine/options.h"
@@ -70,6 +71,10 @@ static const char usage_run[] =
     "  --log-level LEVEL  error, warn, info or debug (default: the pipeline's)\n"
     "  --log-format FMT   text or json (default: the pipeline's)\n"
     "  --json             print the run's summary as JSON on stdout\n"
+    "\n"
+    "On a terminal, stderr shows one progress line while the run goes (staged,\n"
+    "applied, invalid, retry, orders/s, ETA); not off a terminal, with --json,\n"
+    "under systemd or with TERM=dumb.\n"
     "\n"
     "Exit: 0 ok; 1 done but an order was held (invalid, dead), a source, an\n"
     "after-commit step or a notifier failed; 69 database unreachable; 75 another\n"
@@ -286,6 +291,9 @@ static int cmd_run(int argc, char **argv)
     struct ops_undo undo = {p->cfg, o.pipeline_path};
     o.undo = ops_undo_for_store;
     o.undo_arg = &undo;
+    if (progress_wanted(json != 0)) {
+        o.progress = progress_draw;
+    }
     code = runner_run(p, &o, &res, &e);
     if (e.code != 0) {
         report(&e);

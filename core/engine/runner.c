@@ -85,6 +85,9 @@ struct runner {
     struct after_item *after; /* applied orders waiting for their after-commit
                                  steps: MAX_BATCH at most */
     size_t n_after;
+    unsigned long backlog; /* due when claiming began (only with o->progress) */
+    int64_t claiming_us;   /* mono_us when claiming began */
+    int64_t progress_us;   /* mono_us of the last progress report */
 };
 
 static int64_t mono_us(void)
@@ -1332,10 +1335,35 @@ static void dry_run_orders(struct runner *r)
     }
 }
 
+/* Tell o->progress how the run is going: always when `done`, else at most
+ * every RUN_PROGRESS_MS. */
+static void report_progress(struct runner *r, bool done)
+{
+    if (r->o->progress == NULL) {
+        return;
+    }
+    int64_t now = mono_us();
+    if (!done && now - r->progress_us < RUN_PROGRESS_MS * 1000) {
+        return;
+    }
+    r->progress_us = now;
+    struct run_progress p = {&r->res->counts, r->backlog, r->processed,
+                             r->claiming_us > 0 ? (now - r->claiming_us) / 1000 : 0, done};
+    r->o->progress(r->o->progress_arg, &p);
+}
+
 static void run_orders(struct runner *r)
 {
     const struct config_run *rc = &r->p->cfg->run;
     int64_t ids[MAX_BATCH];
+    r->claiming_us = mono_us();
+    if (r->o->progress != NULL) {
+        int64_t due = 0;
+        if (staging_count_due(r->db, r->due_by, host_now_ms(), &due) == CPB_OK) {
+            r->backlog = (unsigned long)due;
+        }
+        report_progress(r, false);
+    }
     for (;;) {
         if (r->o->stop != NULL && atomic_load(r->o->stop)) {
             break; /* stopping: what is still due waits for the next run */
@@ -1379,6 +1407,7 @@ static void run_orders(struct runner *r)
             }
             process_order(r, ids[i]);
             r->processed++;
+            report_progress(r, false);
         }
         int64_t now = host_now_ms();
         if (!r->fatal_db && now - claimed_at > rc->lease_ms / 3) {
@@ -1715,6 +1744,7 @@ int runner_run(struct pipeline *p, const struct run_options *o, struct run_resul
     if (!o->dry_run) {
         if (!o->apply_only) {
             run_sources(&r);
+            report_progress(&r, false);
         }
         if (!r.fatal_db && has_kind(p, CPB_STEP)) {
             store_cancels(&r);
@@ -1770,6 +1800,7 @@ int runner_run(struct pipeline *p, const struct run_options *o, struct run_resul
         free(timings);
     }
 out:
+    report_progress(&r, true);
     res->exit_code = code;
     if (p->cfg->metrics.file != NULL && !o->dry_run && code != CPB_EXIT_TEMPFAIL &&
         r.times != NULL && (!o->apply_only || res->counts.claimed > 0)) {

@@ -32,6 +32,15 @@ struct db;
 typedef int (*run_undo_fn)(void *arg, struct db *db, int64_t id, const char *why, bool note_due,
                            char *msg, size_t n);
 
+/* How a run is going, for a progress display (run_options.progress). */
+struct run_progress {
+    const struct run_counts *counts; /* borrowed for the call */
+    unsigned long backlog;           /* orders due when claiming began */
+    unsigned long processed;         /* of them, claimed and worked on so far */
+    int64_t elapsed_ms;              /* since claiming began */
+    bool done;                       /* the last call of the run */
+};
+
 struct run_options {
     bool dry_run;              /* steps run and roll back; no source, no
                                   after-commit, no notifier, nothing written */
@@ -47,7 +56,14 @@ struct run_options {
     run_undo_fn undo;          /* run.store_cancel = "rollback"; NULL: flag
                                   instead, saying that this host cannot */
     void *undo_arg;            /* handed to undo */
+    /* Called from the run's thread after the sources, then at most every
+     * RUN_PROGRESS_MS while orders are worked on, and once with done set
+     * at the end; NULL: never (and the backlog is not counted). */
+    void (*progress)(void *arg, const struct run_progress *p);
+    void *progress_arg;
 };
+
+#define RUN_PROGRESS_MS 250
 
 struct run_result {
     char run_id[37];

@@ -797,6 +797,13 @@ enum cpb_status staging_claim(struct db *db, const char *token, const char *clai
     return rc;
 }
 
+enum cpb_status staging_count_due(struct db *db, int64_t due_by, int64_t now, int64_t *n)
+{
+    struct sql_arg a[] = {sql_time(due_by), sql_time(now)};
+    return sql_query_int(db, "SELECT COUNT(*) FROM USER_ORDER_STAGING WHERE " DUE_WHERE, a,
+                         SQL_NARGS(a), n, NULL);
+}
+
 enum cpb_status staging_renew(struct db *db, const char *token, int64_t until)
 {
     struct sql_arg a[] = {sql_time(until), sql_text(token)};

@@ -124,6 +124,10 @@ enum cpb_status staging_claim(struct db *db, const char *token, const char *clai
                               unsigned limit, int64_t *ids, unsigned *n);
 
 /* Extend the lease of every row still held with `token`. */
+/* How many orders a claim at `now` would find due (as staging_claim
+ * counts them), into *n. */
+enum cpb_status staging_count_due(struct db *db, int64_t due_by, int64_t now, int64_t *n);
+
 enum cpb_status staging_renew(struct db *db, const char *token, int64_t until);
 
 /* Read a claimed order (only if it still holds `token`): CPB_SKIP when the

@@ -8,6 +8,7 @@
 
 #include <jansson.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
@@ -21,7 +22,11 @@ static struct {
     FILE *stream;
     char *secrets[LOG_MAX_SECRETS];
     size_t n_secrets;
-} L = {CPB_LOG_INFO, LOG_TEXT, NULL, {NULL}, 0};
+    char status[LOG_STATUS_MAX]; /* the status line on the terminal, "" when none */
+} L = {CPB_LOG_INFO, LOG_TEXT, NULL, {NULL}, 0, ""};
+
+/* Erase the line the cursor is on: back to its start, clear to its end. */
+#define TTY_ERASE "\r\033[K"
 
 /* Guards L and the writes, so lines of two threads never interleave. */
 static pthread_mutex_t L_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -228,10 +233,16 @@ void log_vmsg(enum cpb_log_level level, const char *stage, int64_t order_id, con
     buf_vaddf(&raw, fmt, ap);
     redact_into_locked(buf_str(&raw), &clean);
     stamp(when, sizeof when);
+    if (L.status[0] != '\0') {
+        fputs(TTY_ERASE, f); /* the log line takes the status line's place */
+    }
     if (L.format == LOG_JSON) {
         write_json(f, when, level, stage, order_id, buf_str(&clean));
     } else {
         write_text(f, when, level, stage, order_id, buf_str(&clean));
+    }
+    if (L.status[0] != '\0') {
+        fputs(L.status, f); /* and it is drawn again below */
     }
     fflush(f);
     pthread_mutex_unlock(&L_lock);
@@ -247,6 +258,20 @@ void log_msg(enum cpb_log_level level, const char *stage, int64_t order_id, cons
     va_end(ap);
 }
 
+void log_status(const char *text)
+{
+    pthread_mutex_lock(&L_lock);
+    FILE *f = L.stream != NULL ? L.stream : stderr;
+    bool shown = L.status[0] != '\0';
+    snprintf(L.status, sizeof L.status, "%s", text != NULL ? text : "");
+    if (shown || L.status[0] != '\0') {
+        fputs(TTY_ERASE, f);
+        fputs(L.status, f);
+        fflush(f);
+    }
+    pthread_mutex_unlock(&L_lock);
+}
+
 void log_reset(void)
 {
     log_set_run(NULL, NULL);
@@ -256,6 +281,7 @@ void log_reset(void)
         L.secrets[i] = NULL;
     }
     L.n_secrets = 0;
+    L.status[0] = '\0';
     L.stream = NULL;
     L.level = CPB_LOG_INFO;
     L.format = LOG_TEXT;

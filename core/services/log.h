@@ -45,4 +45,12 @@ void log_vmsg(enum cpb_log_level level, const char *stage, int64_t order_id, con
  * the format (end of main, and tests). */
 void log_reset(void);
 
+/* A terminal's status line: `text` (borrowed; one line, no newline, cut to
+ * LOG_STATUS_MAX - 1 bytes) replaces the line the cursor is on, and every
+ * log line written while it is set first erases it and then draws it again
+ * below itself, so the two never mix. NULL or "" erases it (at the end of
+ * the run). For a terminal only: the caller decides that stderr is one. */
+#define LOG_STATUS_MAX 200
+void log_status(const char *text);
+
 #endif
