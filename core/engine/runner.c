@@ -1454,10 +1454,15 @@ static void store_cancel_flag(struct runner *r, const struct staged_order *so, c
              " flagged for a person: %s",
              number, why);
     struct sql_arg a[] = {sql_time(host_now_ms()), sql_int(so->id)};
+    int64_t rows = 0;
     enum cpb_status rc = sql_exec(r->db,
                                   "UPDATE USER_ORDER_STAGING SET STORE_CANCELLED = 0,"
-                                  " UPDATED_DT = ? WHERE STAGING_ID = ? AND STORE_CANCELLED = 1",
-                                  a, SQL_NARGS(a), NULL);
+                                  " UPDATED_DT = ? WHERE STAGING_ID = ? AND STATUS = 'APPLIED'"
+                                  " AND STORE_CANCELLED = 1",
+                                  a, SQL_NARGS(a), &rows);
+    if (rc == CPB_OK && rows == 0) {
+        return; /* another runner (a serve worker) decided it meanwhile */
+    }
     if (rc == CPB_OK) {
         struct staging_event ev = {so->id,
                                    r->res->run_id,

@@ -9,8 +9,10 @@ its inventory given back exactly, and gets exactly one note in the store.
 The pipeline of crash.py (source-woo against the stand-in -> validate ->
 create-order -> update-qty -> sync-status), with store_cancel = "rollback".
 N orders (default 600) are applied and written back; then M of them
-(default 200) are set to "cancelled" in the store, and K runs (default 20)
-are killed with SIGKILL after a random delay, each frozen first and the
+(default 200) are set to "cancelled" in the store, in two waves, and K runs (default 20)
+are killed with SIGKILL, each once it is rolling orders back or once it
+holds orders rolled back and not yet noted, by turns, after a random
+delay, each frozen first and the
 moment classified: while rolling back (APPLIED orders still marked
 STORE_CANCELLED) and between a rollback and its note (ROLLED_BACK orders with
 the note due). Both must be hit. Then the rest is drained and checked:
@@ -69,14 +71,41 @@ def settled(db, n):
                      " AND AFTER_PENDING = 0") >= n
 
 
-def kill_runs(a, runs, db, pipeline, n_cancelled, checks, rng):
+def kill_runs(a, runs, db, pipeline, store, waves, checks, rng):
+    """Kill runs while the cancellations of each wave (sent at its start)
+    are rolled back and noted."""
     hits = collections.Counter()
+    done = 0
     for k in range(a.kills):
-        if settled(db, n_cancelled):
+        if k % (a.kills // len(waves)) == 0 and k // (a.kills // len(waves)) < len(waves):
+            for ext in waves[k // (a.kills // len(waves))]:
+                store.call("POST", "/_orders/%s/touch" % ext, {"status": "cancelled"})
+            done += len(waves[k // (a.kills // len(waves))])
+        if settled(db, done) and done == sum(len(w) for w in waves):
             break
+        rolled0 = db.scalar("SELECT COUNT(*) FROM USER_ORDER_STAGING WHERE STATUS = 'ROLLED_BACK'")
         proc = runs.start(pipeline, "k%02d" % k)
+        if k % 2 == 0:
+            # Every other kill waits until this run is rolling orders back:
+            # one more rolled back, others still waiting for it.
+            end = time.monotonic() + 30
+            while proc.poll() is None and time.monotonic() < end and not (
+                    db.scalar("SELECT COUNT(*) FROM USER_ORDER_STAGING WHERE"
+                              " STATUS = 'ROLLED_BACK'") > rolled0 and
+                    db.scalar("SELECT COUNT(*) FROM USER_ORDER_STAGING WHERE"
+                              " STATUS = 'APPLIED' AND STORE_CANCELLED = 1") > 0):
+                time.sleep(0.005)
+        else:
+            # Every other kill waits until this run holds orders rolled back
+            # and not yet noted (a sanitizer build is slow to get there).
+            owner = "%s:%d" % (C.hostname(), proc.pid)
+            end = time.monotonic() + 30
+            while proc.poll() is None and time.monotonic() < end and db.scalar(
+                    "SELECT COUNT(*) FROM USER_ORDER_STAGING WHERE STATUS = 'ROLLED_BACK'"
+                    " AND AFTER_PENDING = 1 AND LEASE_OWNER = '%s'" % owner) == 0:
+                time.sleep(0.01)
         try:
-            proc.wait(timeout=rng.uniform(0.02, 0.4))
+            proc.wait(timeout=rng.uniform(0.02, 0.4) if k % 2 else rng.uniform(0.0, 0.05))
         except subprocess.TimeoutExpired:
             pass
         if proc.poll() is None:
@@ -172,16 +201,16 @@ def main(argv):
         runs = C.Runs(tools, scratch, checks)
         C.drain(runs, db, pipeline, "apply", deadline_s=180, checks=checks)
         valid = [str(o["id"]) for o in manifest["orders"] if o["kind"] == "valid"]
-        cancelled = set(rng.sample(valid, min(a.cancel, len(valid))))
-        for ext in sorted(cancelled):
-            store.call("POST", "/_orders/%s/touch" % ext, {"status": "cancelled"})
+        picked = rng.sample(valid, min(a.cancel, len(valid)))
+        cancelled = set(picked)
+        waves = [sorted(picked[:len(picked) // 2]), sorted(picked[len(picked) // 2:])]
         # A store that answers in 10 ms keeps the notes in flight long enough
         # for kills to land between a rollback and its note.
         store.call("POST", "/_latency", {"latency_ms": 10})
         C.log("%s: %d orders applied, %d cancelled in the store, %s" % (name, len(valid),
                                                                        len(cancelled), db.dialect))
-        # The first run stages the cancellations; the kills land on the rest.
-        kill_runs(a, runs, db, pipeline, len(cancelled), checks, rng)
+        # Two waves of cancellations, each sent at the start of half the kills.
+        kill_runs(a, runs, db, pipeline, store, waves, checks, rng)
         n = C.drain(runs, db, pipeline, "drain", deadline_s=180, checks=checks)
         C.log("drained (%d runs); %s" % (n, runs.report()))
         check_outcome(db, store, tools, scratch, pipeline, manifest, cancelled, inv0, checks)
