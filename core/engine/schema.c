@@ -170,8 +170,14 @@ int schema_current(struct db *db, int *version, struct err *err)
     enum cpb_status rc =
         sql_query_int(db, "SELECT MAX(VERSION) FROM USER_SCHEMA_VERSION", NULL, 0, &v, &null);
     if (rc == CPB_FAIL && !db_broken(db)) {
-        /* No version table yet: a database cpbridge has never touched. */
-        return 0;
+        /* No version table yet: a database cpbridge has never touched —
+         * unless the connection died under the query with an error the
+         * driver did not class as one (psqlODBC, a backend terminated):
+         * only a connection that still answers proves the table missing. */
+        int64_t one = 0;
+        if (sql_query_int(db, "SELECT 1", NULL, 0, &one, NULL) == CPB_OK) {
+            return 0;
+        }
     }
     if (rc != CPB_OK) {
         return err_set(err, CPB_EXIT_UNAVAILABLE, "reading the schema version: %s",
