@@ -9,11 +9,10 @@ its inventory given back exactly, and gets exactly one note in the store.
 The pipeline of crash.py (source-woo against the stand-in -> validate ->
 create-order -> update-qty -> sync-status), with store_cancel = "rollback".
 N orders (default 600) are applied and written back; then M of them
-(default 200) are set to "cancelled" in the store, in two waves, and K runs (default 20)
-are killed with SIGKILL, each once it is rolling orders back or once it
-holds orders rolled back and not yet noted, by turns, after a random
-delay, each frozen first and the
-moment classified: while rolling back (APPLIED orders still marked
+(default 200) are set to "cancelled" in the store, in K/2 waves, and K runs
+(default 20) are killed with SIGKILL: after each wave, one as soon as it is
+rolling that wave back, and one once it holds orders rolled back and not yet
+noted, after a random delay; each is frozen first and the moment classified: while rolling back (APPLIED orders still marked
 STORE_CANCELLED) and between a rollback and its note (ROLLED_BACK orders with
 the note due). Both must be hit. Then the rest is drained and checked:
   - each cancelled order is ROLLED_BACK, with one 'rollback' event coded
@@ -55,12 +54,19 @@ def parse_args(argv):
 
 
 def classify(db):
+    try:
+        return classify_frozen(db)
+    except C.Locked:
+        return ["holding-lock"]
+
+
+def classify_frozen(db):
     kinds = []
     if db.scalar("SELECT COUNT(*) FROM USER_ORDER_STAGING WHERE STATUS = 'APPLIED'"
-                 " AND STORE_CANCELLED = 1") > 0:
+                 " AND STORE_CANCELLED = 1", timeout=3) > 0:
         kinds.append("rolling-back")
     if db.scalar("SELECT COUNT(*) FROM USER_ORDER_STAGING WHERE STATUS = 'ROLLED_BACK'"
-                 " AND AFTER_PENDING = 1") > 0:
+                 " AND AFTER_PENDING = 1", timeout=3) > 0:
         kinds.append("note-due")
     return kinds or ["idle"]
 
@@ -72,42 +78,46 @@ def settled(db, n):
 
 
 def kill_runs(a, runs, db, pipeline, store, waves, checks, rng):
-    """Kill runs while the cancellations of each wave (sent at its start)
-    are rolled back and noted."""
+    """Kill runs while the cancellations of each wave are rolled back and
+    noted: a wave is sent before every other run (the one killed while it
+    rolls back), so each such run has orders of its own to roll back."""
     hits = collections.Counter()
     done = 0
     for k in range(a.kills):
-        if k % (a.kills // len(waves)) == 0 and k // (a.kills // len(waves)) < len(waves):
-            for ext in waves[k // (a.kills // len(waves))]:
+        if k % 2 == 0 and k // 2 < len(waves):
+            for ext in waves[k // 2]:
                 store.call("POST", "/_orders/%s/touch" % ext, {"status": "cancelled"})
-            done += len(waves[k // (a.kills // len(waves))])
+            done += len(waves[k // 2])
         if settled(db, done) and done == sum(len(w) for w in waves):
             break
         rolled0 = db.scalar("SELECT COUNT(*) FROM USER_ORDER_STAGING WHERE STATUS = 'ROLLED_BACK'")
         proc = runs.start(pipeline, "k%02d" % k)
         if k % 2 == 0:
-            # Every other kill waits until this run is rolling orders back:
-            # one more rolled back, others still waiting for it.
+            # Wait until this run is rolling orders back: one more rolled
+            # back, others still waiting for it (one query a look).
             end = time.monotonic() + 30
-            while proc.poll() is None and time.monotonic() < end and not (
-                    db.scalar("SELECT COUNT(*) FROM USER_ORDER_STAGING WHERE"
-                              " STATUS = 'ROLLED_BACK'") > rolled0 and
-                    db.scalar("SELECT COUNT(*) FROM USER_ORDER_STAGING WHERE"
-                              " STATUS = 'APPLIED' AND STORE_CANCELLED = 1") > 0):
-                time.sleep(0.005)
+            while proc.poll() is None and time.monotonic() < end:
+                row = db.rows("SELECT (SELECT COUNT(*) FROM USER_ORDER_STAGING WHERE"
+                              " STATUS = 'ROLLED_BACK'), (SELECT COUNT(*) FROM"
+                              " USER_ORDER_STAGING WHERE STATUS = 'APPLIED' AND"
+                              " STORE_CANCELLED = 1)")[0]
+                if int(row[0]) > rolled0 and int(row[1]) > 0:
+                    break
+                time.sleep(0.002)
         else:
-            # Every other kill waits until this run holds orders rolled back
-            # and not yet noted (a sanitizer build is slow to get there).
+            # Wait until this run holds orders rolled back and not yet noted
+            # (a sanitizer build is slow to get there).
             owner = "%s:%d" % (C.hostname(), proc.pid)
             end = time.monotonic() + 30
             while proc.poll() is None and time.monotonic() < end and db.scalar(
                     "SELECT COUNT(*) FROM USER_ORDER_STAGING WHERE STATUS = 'ROLLED_BACK'"
                     " AND AFTER_PENDING = 1 AND LEASE_OWNER = '%s'" % owner) == 0:
                 time.sleep(0.01)
-        try:
-            proc.wait(timeout=rng.uniform(0.02, 0.4) if k % 2 else rng.uniform(0.0, 0.05))
-        except subprocess.TimeoutExpired:
-            pass
+        if k % 2:
+            try:
+                proc.wait(timeout=rng.uniform(0.02, 0.4))
+            except subprocess.TimeoutExpired:
+                pass
         if proc.poll() is None:
             proc.send_signal(signal.SIGSTOP)
             for kind in classify(db):
@@ -203,13 +213,14 @@ def main(argv):
         valid = [str(o["id"]) for o in manifest["orders"] if o["kind"] == "valid"]
         picked = rng.sample(valid, min(a.cancel, len(valid)))
         cancelled = set(picked)
-        waves = [sorted(picked[:len(picked) // 2]), sorted(picked[len(picked) // 2:])]
+        nwaves = max(1, a.kills // 2)
+        waves = [sorted(picked[i::nwaves]) for i in range(nwaves)]
         # A store that answers in 10 ms keeps the notes in flight long enough
         # for kills to land between a rollback and its note.
         store.call("POST", "/_latency", {"latency_ms": 10})
         C.log("%s: %d orders applied, %d cancelled in the store, %s" % (name, len(valid),
                                                                        len(cancelled), db.dialect))
-        # Two waves of cancellations, each sent at the start of half the kills.
+        # A wave of cancellations before every other kill.
         kill_runs(a, runs, db, pipeline, store, waves, checks, rng)
         n = C.drain(runs, db, pipeline, "drain", deadline_s=180, checks=checks)
         C.log("drained (%d runs); %s" % (n, runs.report()))

@@ -189,10 +189,10 @@ class Postgres:
             raise RuntimeError("psql: %s: %s" % (sql[:80], res.stderr.strip()))
         return [line.split("\t") for line in res.stdout.splitlines() if line != ""]
 
-    def rows(self, sql):
+    def rows(self, sql, timeout=None):
         return [tuple(None if v == "" else v for v in row) for row in self.psql(sql)]
 
-    def scalar(self, sql):
+    def scalar(self, sql, timeout=None):
         rows = self.rows(sql)
         return int(D(rows[0][0])) if rows and rows[0][0] is not None else 0
 
@@ -212,6 +212,10 @@ class Postgres:
             subprocess.run(["bash", PG_SH, "stop", self.own_dir], check=False)
 
 
+class Locked(Exception):
+    """The database stayed locked (by a frozen run) while it was read."""
+
+
 class Sqlite:
     """A fresh SQLite file, written by the engine through the SQLite3 ODBC
     driver and read here with Python's sqlite3."""
@@ -223,16 +227,23 @@ class Sqlite:
         self.conn = ("Driver=SQLite3;Database=%s;Timeout=%d;JournalMode=WAL;FKSupport=1"
                      % (self.path, timeout_ms))
 
-    def rows(self, sql):
-        con = sqlite3.connect(self.path, timeout=60)
+    def rows(self, sql, timeout=60):
+        """Raises Locked when the file stays locked for timeout seconds (a
+        run frozen with SIGSTOP can hold it: mid-commit, or recovering the
+        WAL of a run killed before it)."""
+        con = sqlite3.connect(self.path, timeout=timeout)
         try:
             return [tuple(None if v is None else str(v) for v in row)
                     for row in con.execute(sql).fetchall()]
+        except sqlite3.OperationalError as err:
+            if "locked" in str(err):
+                raise Locked(str(err)) from err
+            raise
         finally:
             con.close()
 
-    def scalar(self, sql):
-        rows = self.rows(sql)
+    def scalar(self, sql, timeout=60):
+        rows = self.rows(sql, timeout)
         return int(D(rows[0][0])) if rows and rows[0][0] is not None else 0
 
     def close(self):

@@ -68,14 +68,22 @@ def owner_of(pid):
 
 
 def classify_kill(db, pid, total):
-    """What the stopped (SIGSTOP) run was doing, seen from the database."""
+    """What the stopped (SIGSTOP) run was doing, seen from the database;
+    "holding-lock" when it froze holding the SQLite file's lock."""
+    try:
+        return classify_frozen(db, pid, total)
+    except C.Locked:
+        return ["holding-lock"]
+
+
+def classify_frozen(db, pid, total):
     owner = owner_of(pid)
-    staged = db.scalar("SELECT COUNT(*) FROM USER_ORDER_STAGING")
+    staged = db.scalar("SELECT COUNT(*) FROM USER_ORDER_STAGING", timeout=3)
     batch = db.scalar("SELECT COUNT(*) FROM USER_ORDER_STAGING WHERE STATUS = 'PENDING'"
-                      " AND LEASE_TOKEN IS NOT NULL AND LEASE_OWNER = '%s'" % owner)
+                      " AND LEASE_TOKEN IS NOT NULL AND LEASE_OWNER = '%s'" % owner, timeout=3)
     after = db.scalar("SELECT COUNT(*) FROM USER_ORDER_STAGING WHERE STATUS = 'APPLIED'"
                       " AND AFTER_PENDING = 1 AND LEASE_TOKEN IS NOT NULL AND"
-                      " LEASE_OWNER = '%s'" % owner)
+                      " LEASE_OWNER = '%s'" % owner, timeout=3)
     kinds = []
     if staged < total:
         kinds.append("fetch")
@@ -94,7 +102,7 @@ def classify_kill(db, pid, total):
 def scenario_kill(a, runs, db, pipeline, total, checks, rng):
     """K runs, each stopped after a random delay, classified, and killed."""
     hits = dict((k, 0) for k in ("fetch", "mid-batch", "in-transaction", "after-commit",
-                                 "idle", "ended"))
+                                 "holding-lock", "idle", "ended"))
     for k in range(a.kills):
         staged = db.scalar("SELECT COUNT(*) FROM USER_ORDER_STAGING")
         if staged >= total and C.outstanding(db) == 0:
