@@ -9,8 +9,6 @@
 #include "engine/options.h"
 #include "services/log.h"
 
-static const char *const kind_names[] = {"", "source", "step", "after-commit", "notify"};
-
 static int open_stage(struct pipeline *p, struct stage_inst *s, struct err *err)
 {
     const struct config_stage *cs = s->cs;
@@ -35,7 +33,7 @@ static int open_stage(struct pipeline *p, struct stage_inst *s, struct err *err)
     }
     if (d->kind != CPB_NOTIFY && cs->on != NULL) {
         err_set(err, CPB_EXIT_CONFIG, "`on` is only for notifier stages; '%s' is a %s stage",
-                cs->id, kind_names[d->kind]);
+                cs->id, loader_kind_name(d->kind));
         goto out;
     }
     s->opts = calloc(1, d->options_size > 0 ? d->options_size : 1);

@@ -40,7 +40,7 @@ extern "C" {
 /** The ABI major version: the host refuses a stage built for another major. */
 #define CPB_ABI_MAJOR 1
 /** The ABI minor version: the host accepts a stage whose minor is <= its own. */
-#define CPB_ABI_MINOR 4
+#define CPB_ABI_MINOR 5
 
 /** Marks the one exported symbol of a stage (build with -fvisibility=hidden). */
 #if defined(__GNUC__)
@@ -75,8 +75,17 @@ enum cpb_status { CPB_OK = 0, CPB_SKIP = 1, CPB_RETRY = -1, CPB_FAIL = -2 };
  * - CPB_AFTER_COMMIT: runs for each applied order after the commit, at most
  *   once successfully per order (sync-status).
  * - CPB_NOTIFY: receives the events it subscribes to (notify-email, ...).
+ * - CPB_RECORD (ABI 1.5): handles claimed keyed records that are not orders
+ *   (a source stages them with cpb_host.emit_records), in batches through
+ *   process_batch or one by one through process: push-woo-stock.
  */
-enum cpb_kind { CPB_SOURCE = 1, CPB_STEP = 2, CPB_AFTER_COMMIT = 3, CPB_NOTIFY = 4 };
+enum cpb_kind {
+    CPB_SOURCE = 1,
+    CPB_STEP = 2,
+    CPB_AFTER_COMMIT = 3,
+    CPB_NOTIFY = 4,
+    CPB_RECORD = 5
+};
 
 /**
  * The type of a declared option and the C type the host stores at its offset:
@@ -162,6 +171,14 @@ struct cpb_stmt;
  * - For CPB_NOTIFY: `event` names the event and `payload` is the event
  *   object ({"event", "time", "pipeline", "severity", "summary", "orders":
  *   [...], "command", ...}).
+ * - For CPB_RECORD (ABI 1.5): one claimed record. `id` is its record id,
+ *   `source` the source stage that staged it, `external_id` its key,
+ *   `record_kind` its kind, `payload` what the source staged (the stage
+ *   makes the world match it), `order` is NULL, and `result` starts as the
+ *   object this record's stages left in it the last time it was processed
+ *   (empty the first time): the host stores it back after every call, so a
+ *   stage keeps what it learned about the record there (a resolved id).
+ *   `attempt` is 1 on the first try of this payload.
  */
 struct cpb_record {
     uint32_t size;           /**< sizeof(struct cpb_record) as the host built it */
@@ -177,6 +194,8 @@ struct cpb_record {
     json_t *payload;         /**< borrowed; see above */
     json_t *order;           /**< borrowed; normalized order, or NULL */
     json_t *result;          /**< borrowed; host-owned object stages add to */
+    /* ---- added in ABI 1.5 (read it only when `size` covers it) ---- */
+    const char *record_kind; /**< CPB_RECORD: the record's kind; else NULL */
 };
 
 /** An HTTP request for cpb_host.http. All pointers are borrowed for the call. */
@@ -423,6 +442,32 @@ struct cpb_host {
      * rolled back or flagged), CPB_RETRY (the database failed: answer 5xx).
      */
     enum cpb_status (*withdraw)(struct cpb_ctx *ctx, const char *external_id, const char *why);
+
+    /* ---- added in ABI 1.5: check with CPB_HOST_HAS before use ---- */
+
+    /**
+     * CPB_SOURCE only, in process: stage n keyed records that are not
+     * orders, in one database transaction. Record i is (kind, keys[i],
+     * payloads[i]) — kind 1 to 32 of a-z, 0-9, '-' and '_', a key of 1 to
+     * 100 bytes, a payload object; all borrowed — and belongs to this
+     * pipeline: another pipeline's records of the same kind and key are
+     * other records. A record whose payload equals (same canonical JSON)
+     * the one last staged for its key is left as it is (CPB_SKIP in
+     * out[i]): done, dead or pending, it is not queued again. A new or
+     * changed one is queued (CPB_OK): PENDING, its attempts reset, for the
+     * pipeline's CPB_RECORD stages in this run. A bad kind, key or payload
+     * is CPB_FAIL in out[i] with a log line. Returns CPB_RETRY when the
+     * database failed (every out[i] CPB_RETRY: nothing was staged; the
+     * source should stop), CPB_FAIL outside a source's process or with
+     * NULL arrays, else CPB_OK.
+     */
+    enum cpb_status (*emit_records)(struct cpb_ctx *ctx, const char *kind, const char *const *keys,
+                                    json_t *const *payloads, size_t n, enum cpb_status *out);
+    /*
+     * Also since ABI 1.5: a CPB_SOURCE stage may use db_prepare and the
+     * statement services in process, to read the database (Counterpoint's
+     * tables) on the run's connection, outside any order's transaction.
+     */
 };
 
 /** True when `host` provides `member` (for members added after minor 0). */
@@ -468,6 +513,14 @@ struct cpb_stage {
      * host->reason_at(ctx, i, ...). The engine still records each order's
      * outcome separately (retry, give up, done). When NULL, process is
      * called once per record.
+     * Since ABI 1.5 also for CPB_RECORD stages, with claimed records (up to
+     * run.batch of them): CPB_OK or CPB_SKIP makes a record DONE (its
+     * payload is now true in the world), CPB_RETRY tries it again after the
+     * retry policy's backoff (not before a Retry-After the stage's HTTP
+     * calls got) and makes it DEAD after retry.max_attempts, CPB_FAIL makes
+     * it DEAD at once (a person looks: `cpbridge status` lists it). A
+     * record of several CPB_RECORD stages goes through them in the
+     * pipeline's order, as far as each one answers CPB_OK or CPB_SKIP.
      */
     void (*process_batch)(void *state, struct cpb_record *const *recs, size_t n,
                           enum cpb_status *out);
