@@ -102,6 +102,8 @@ static int empty_state(struct db *db, struct err *err)
 static int open_sqlite(struct sandbox *sb, const char *dir, const char *tag, struct err *err)
 {
     static const char *const drop[] = {"Database", NULL};
+    static const char *const nocreat[] = {"NoCreat", NULL};
+    struct buf src = BUF_INIT;
     struct buf conn = BUF_INIT;
     struct buf file = BUF_INIT;
     struct db *real = NULL;
@@ -120,7 +122,15 @@ static int open_sqlite(struct sandbox *sb, const char *dir, const char *tag, str
         err_set(err, CPB_EXIT_SOFTWARE, "out of memory");
         goto out;
     }
-    if (db_connect(sb->real, DB_SQLITE, sb->login_timeout_ms, &real, err) != 0) {
+    /* NoCreat=1: a missing database file is an error, not a new file. */
+    conn_strip(sb->real, nocreat, &src, &dropped);
+    buf_adds(&src, ";NoCreat=1");
+    if (src.oom) {
+        err_set(err, CPB_EXIT_SOFTWARE, "out of memory");
+        goto out;
+    }
+    if (db_connect(buf_str(&src), DB_SQLITE, sb->login_timeout_ms, &real, err) != 0) {
+        err_prefix(err, "%s", "the database to copy (does its file exist?): ");
         goto out;
     }
     /* A consistent snapshot through SQLite itself; the source is only read. */
@@ -144,6 +154,7 @@ static int open_sqlite(struct sandbox *sb, const char *dir, const char *tag, str
 out:
     db_close(copy);
     db_close(real);
+    buf_free(&src);
     buf_free(&conn);
     buf_free(&file);
     return rc;
@@ -256,6 +267,7 @@ static int open_postgresql(struct sandbox *sb, struct err *err)
     }
     sb->where = buf_take(&sql);
     if (db_connect(sb->real, DB_POSTGRESQL, sb->login_timeout_ms, &db, err) != 0) {
+        err_prefix(err, "%s", "the database to copy: ");
         goto out;
     }
     if (pg_plan(db, sb->schema, &create, &insert, &n, err) != 0) {
