@@ -427,10 +427,12 @@ static int check_expect(const char *file, json_t *doc, json_t **orders, char *wh
 
 /* ---- the pipeline, made for a case ------------------------------------------- */
 
-/* Open the pipeline for the case file `order`: its sources, after-commit
- * steps and notifiers removed, source-file reading `order` as the source
- * t->source_id, every stage initialised. With `announce`, print what is
- * skipped as TAP comments. *out is new (pipeline_close). */
+/* Open the pipeline for the case file `order` (borrowed): every stage but
+ * the steps (sources, after-commit steps, notifiers) removed, source-file
+ * reading `order` as the source t->source_id in the first source's place,
+ * no metrics file, the lock in t->tmp; not initialised (pipeline_init).
+ * With `announce`, print what is skipped as TAP comments. *out is new
+ * (pipeline_close). Returns 0, or -1 with `e` as pipeline_open's. */
 static int prepare(struct tst *t, const char *order, bool announce, struct pipeline **out,
                    struct err *e)
 {
@@ -467,7 +469,9 @@ static int prepare(struct tst *t, const char *order, bool announce, struct pipel
             t->src.line = s->cs->line;
         }
         if (announce) {
-            printf("# skipped %s stage '%s' (%s): %s\n", kinds[kind], s->cs->id, s->ls.desc->name,
+            printf("# skipped %s stage '%s' (%s): %s\n",
+                   (unsigned)kind < sizeof kinds / sizeof kinds[0] ? kinds[kind] : "a", s->cs->id,
+                   s->ls.desc->name,
                    kind == CPB_SOURCE ? "the case file is the source"
                                       : "it would reach the outside world");
         }

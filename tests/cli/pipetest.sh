@@ -137,6 +137,27 @@ expect 0 "ok 1 - applied-multi-line" "ok 3 - invalid-unknown-sku" -- test "$pipe
 [[ "$(snapshot)" == "$before" ]] && ok || bad "the real database changed: $before -> $(snapshot)"
 leftovers
 
+# --keep leaves each copy, with the case's order in it, staged as --source.
+out=$("$bin" test "$pipeline" "$cases" --keep --source other 2>&1)
+where=$(sed -n 's/^#   kept the copy: //p' <<<"$out" | sed -n 2p)
+case $mode in
+sqlite)
+  got=$(sqlite3 "$where" "SELECT SOURCE, EXT_ORDER_ID, STATUS FROM USER_ORDER_STAGING" 2>&1)
+  rm -rf "${TMPDIR:?}"/cpbridge-test-*
+  ;;
+pg)
+  schema=${where#schema }
+  got=$(psql -X -A -t -d "$pgdb" -c "SELECT SOURCE, EXT_ORDER_ID, STATUS FROM $schema.USER_ORDER_STAGING" 2>&1)
+  for s in $(sed -n 's/^#   kept the copy: schema //p' <<<"$out"); do
+    psql -X -q -d "$pgdb" -c "DROP SCHEMA $s CASCADE" 2>/dev/null
+  done
+  rm -rf "${TMPDIR:?}"/cpbridge-test-*
+  ;;
+esac
+[[ $got == "other|9001|APPLIED" ]] && ok || bad "--keep --source: the kept copy ($where) holds '$got'"
+[[ "$(snapshot)" == "$before" ]] && ok || bad "the real database changed: $before -> $(snapshot)"
+leftovers
+
 # A wrong expectation: exit 1, the other cases still pass, expected vs actual.
 wrong="$tmp/wrong"
 cp -r "$cases" "$wrong"
