@@ -24,9 +24,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli/ops_common.h"
+#include "cli/report.h"
 #include "engine/config.h"
 #include "engine/pipeline.h"
 #include "engine/runner.h"
@@ -39,7 +41,8 @@
 #include "services/sql.h"
 
 static const char usage_test[] =
-    "usage: cpbridge test PIPELINE CASES_DIR [--source ID] [--keep] [--log-level LEVEL]\n"
+    "usage: cpbridge test PIPELINE CASES_DIR [--source ID] [--keep] [--junit FILE]\n"
+    "                     [--log-level LEVEL]\n"
     "\n"
     "Runs each case of CASES_DIR through the pipeline, each against a throwaway\n"
     "copy of the pipeline's database (the real one is only read), and prints TAP.\n"
@@ -47,19 +50,20 @@ static const char usage_test[] =
     "and NAME.expect.json, the expected outcome:\n"
     "  {\"status\": \"APPLIED\", \"lines\": [{\"ITEM_NO\": \"...\", \"QTY_SOLD\": 2}],\n"
     "   \"inventory\": [{\"ITEM_NO\": \"...\", \"LOC_ID\": \"...\", \"QTY_ON_SO\": 2}]}\n"
-    "  {\"status\": \"INVALID\", \"reason\": \"validate.unknown_item\"}\n"
+    "  {\"status\": \"INVALID\", \"reason\": \"item.unknown\"}\n"
     "The pipeline's sources are replaced by source-file reading the case file;\n"
     "after-commit steps and notifiers do not run. SQLite and PostgreSQL only.\n"
     "\n"
     "  --source ID        stage the cases as source ID (default: the id of the\n"
     "                     pipeline's first source stage)\n"
     "  --keep             keep each case's copy of the database and print where\n"
+    "  --junit FILE       also write the results as JUnit XML to FILE\n"
     "  --log-level LEVEL  the runs' log on stderr: error (default), warn, info, debug\n"
     "\n"
     "Exit: 0 every case passed; 1 a case did not; 64 usage; 65 a case file is bad\n"
     "(its test is \"not ok\", naming the file); 66 PIPELINE or CASES_DIR missing,\n"
-    "or no cases; 69 database unreachable; 74 temporary files; 78 configuration\n"
-    "error (SQL Server is not supported).\n";
+    "or no cases; 69 database unreachable; 74 temporary files or the --junit file;\n"
+    "78 configuration error (SQL Server is not supported).\n";
 
 /* Case files larger than this are refused: a case is one page of orders. */
 #define TEST_MAX_FILE (64L * 1024 * 1024)
@@ -110,6 +114,14 @@ struct delta {
     bool expected;
 };
 
+/* A case's result, for --junit. */
+struct result {
+    char *name; /* cleaned */
+    char *diag; /* its diagnostics, "#   " lines */
+    bool failed, bad;
+    double seconds;
+};
+
 struct tst {
     const char *path;      /* PIPELINE, as given */
     const char *dir;       /* CASES_DIR */
@@ -123,8 +135,12 @@ struct tst {
     struct config_stage src;
     struct tcase *cases;
     size_t n, cap;
-    struct buf diag; /* the current case's diagnostics */
-    bool failed;     /* the current case */
+    struct buf diag;     /* the current case's diagnostics */
+    bool failed;         /* the current case */
+    const char *junit;   /* --junit FILE, or NULL */
+    struct result *done; /* the cases run so far, for --junit */
+    size_t ndone;
+    char bailed[1024]; /* the Bail out! message, or "" */
 };
 
 static void diag(struct tst *t, const char *fmt, ...) CPB_PRINTF(2, 3);
@@ -873,10 +889,11 @@ out:
 /* ---- one case ---------------------------------------------------------------- */
 
 /* Print "Bail out!" with the error and return its exit code. */
-static int bail(const struct err *e)
+static int bail(struct tst *t, const struct err *e)
 {
     struct buf clean = BUF_INIT;
     log_redact_into(e->msg, &clean);
+    snprintf(t->bailed, sizeof t->bailed, "%s", buf_str(&clean));
     printf("Bail out! %s\n", buf_str(&clean));
     fprintf(stderr, "cpbridge test: %s\n", buf_str(&clean));
     buf_free(&clean);
@@ -969,12 +986,14 @@ static int run_case(struct tst *t, size_t i, bool *bad)
     struct run_options o = {0};
     struct run_result res;
     enum db_dialect dialect = DB_SQLITE;
+    struct timespec start;
     char tag[32];
     char name[200];
     int code = 0;
 
     buf_reset(&t->diag);
     t->failed = false;
+    clock_gettime(CLOCK_MONOTONIC, &start);
     case_files(t, c, &orders);
     if (orders == NULL) {
         *bad = true;
@@ -983,36 +1002,47 @@ static int run_case(struct tst *t, size_t i, bool *bad)
     snprintf(tag, sizeof tag, "case-%zu", i + 1);
     if (prepare(t, c->order, false, &p, &e) != 0 ||
         sandbox_open(&p->cfg->database, t->tmp, tag, &sb, &e) != 0) {
-        code = bail(&e);
+        code = bail(t, &e);
         goto out;
     }
     p->cfg->database.connection = sandbox_connection(sb);
     (void)db_dialect_parse(p->cfg->database.dialect, &dialect); /* checked by prepare */
     if (pipeline_init(p, &e) != 0 || db_connect(sandbox_connection(sb), dialect,
                                                 p->cfg->database.login_timeout_ms, &db, &e) != 0) {
-        code = bail(&e);
+        code = bail(t, &e);
         goto out;
     }
     if (inv_read(db, &before) != CPB_OK) {
         err_set(&e, CPB_EXIT_UNAVAILABLE, "reading IM_INV of the copy: %s", db_last_error(db));
-        code = bail(&e);
+        code = bail(t, &e);
         goto out;
     }
     o.pipeline_path = t->path;
     int rc = runner_run(p, &o, &res, &e);
     if (rc != CPB_EXIT_OK && rc != CPB_EXIT_ATTENTION) {
-        code = bail(&e);
+        code = bail(t, &e);
         goto out;
     }
     if (case_check(t, db, c, orders, &before, res.source_failed, bad) != 0) {
         err_set(&e, CPB_EXIT_UNAVAILABLE, "reading the results from the copy: %s",
                 db_last_error(db));
-        code = bail(&e);
+        code = bail(t, &e);
         goto out;
     }
 report:
     ops_clean(c->name, name, sizeof name);
     printf("%s %zu - %s\n", t->failed ? "not ok" : "ok", i + 1, name);
+    if (t->done != NULL) {
+        struct timespec end;
+        struct result *r = &t->done[t->ndone++];
+        clock_gettime(CLOCK_MONOTONIC, &end);
+        r->name = strdup(name);
+        r->diag = strdup(buf_str(&t->diag));
+        r->failed = t->failed;
+        r->bad = *bad;
+        r->seconds =
+            (double)(end.tv_sec - start.tv_sec) + (double)(end.tv_nsec - start.tv_nsec) / 1e9;
+    }
     fputs(buf_str(&t->diag), stdout);
     if (t->keep && sb != NULL) {
         printf("#   kept the copy: %s\n", sandbox_where(sb));
@@ -1024,9 +1054,87 @@ out:
     json_decref(orders);
     pipeline_close(p);
     if (sandbox_close(sb, t->keep, &e) != 0 && code == 0) {
-        code = bail(&e);
+        code = bail(t, &e);
     }
     return code;
+}
+
+/* ---- --junit ------------------------------------------------------------------ */
+
+/* Append diagnostics `d` ("#   " lines) escaped, without their prefixes;
+ * with `first`, only the first line. */
+static void junit_text(struct buf *x, const char *d, bool first)
+{
+    struct buf plain = BUF_INIT;
+    for (const char *p = d; *p != '\0';) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl != NULL ? (size_t)(nl - p) : strlen(p);
+        size_t skip = strncmp(p, "#   ", 4) == 0 ? 4 : 0;
+        buf_addf(&plain, "%.*s%s", (int)(len - skip), p + skip, first || nl == NULL ? "" : "\n");
+        if (first || nl == NULL) {
+            break;
+        }
+        p = nl + 1;
+    }
+    report_escape(x, plain.oom ? "" : buf_str(&plain));
+    buf_free(&plain);
+}
+
+/* Write the JUnit XML report of the cases run (and of a Bail out!) to
+ * t->junit. Returns 0, or -1 with e (CPB_EXIT_IOERR). */
+static int junit_write(const struct tst *t, struct err *e)
+{
+    struct buf x = BUF_INIT;
+    size_t failures = 0, errors = t->bailed[0] != '\0';
+    FILE *f = NULL;
+    int rc = -1;
+    for (size_t i = 0; i < t->ndone; i++) {
+        failures += t->done[i].failed && !t->done[i].bad;
+        errors += t->done[i].bad;
+    }
+    buf_adds(&x, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n  <testsuite name=\"");
+    report_escape(&x, t->dir);
+    buf_addf(&x, "\" tests=\"%zu\" failures=\"%zu\" errors=\"%zu\">\n",
+             t->ndone + (t->bailed[0] != '\0'), failures, errors);
+    for (size_t i = 0; i < t->ndone; i++) {
+        const struct result *r = &t->done[i];
+        const char *tag = r->bad ? "error" : "failure";
+        buf_adds(&x, "    <testcase classname=\"cpbridge.test\" name=\"");
+        report_escape(&x, r->name);
+        buf_addf(&x, "\" time=\"%.3f\"%s\n", r->seconds, r->failed ? ">" : "/>");
+        if (r->failed) {
+            buf_addf(&x, "      <%s message=\"", tag);
+            junit_text(&x, r->diag != NULL ? r->diag : "", true);
+            buf_adds(&x, "\">");
+            junit_text(&x, r->diag != NULL ? r->diag : "", false);
+            buf_addf(&x, "</%s>\n    </testcase>\n", tag);
+        }
+    }
+    if (t->bailed[0] != '\0') {
+        buf_adds(&x, "    <testcase classname=\"cpbridge.test\" name=\"bail out\">\n"
+                     "      <error message=\"");
+        report_escape(&x, t->bailed);
+        buf_adds(&x, "\"/>\n    </testcase>\n");
+    }
+    buf_adds(&x, "  </testsuite>\n</testsuites>\n");
+    if (x.oom) {
+        err_set(e, CPB_EXIT_SOFTWARE, "out of memory");
+        goto out;
+    }
+    f = fopen(t->junit, "w");
+    if (f == NULL || fwrite(x.data, 1, x.len, f) != x.len) {
+        err_set(e, CPB_EXIT_IOERR, "cannot write the JUnit report %s: %s", t->junit,
+                strerror(errno));
+        goto out;
+    }
+    rc = 0;
+out:
+    if (f != NULL && fclose(f) != 0 && rc == 0) {
+        rc = err_set(e, CPB_EXIT_IOERR, "cannot write the JUnit report %s: %s", t->junit,
+                     strerror(errno));
+    }
+    buf_free(&x);
+    return rc;
 }
 
 /* ---- the command ------------------------------------------------------------ */
@@ -1051,6 +1159,11 @@ static void tst_free(struct tst *t)
         free(t->cases[i].expect);
     }
     free(t->cases);
+    for (size_t i = 0; i < t->ndone; i++) {
+        free(t->done[i].name);
+        free(t->done[i].diag);
+    }
+    free(t->done);
     free(t->source_owned);
     buf_free(&t->diag);
     config_destroy(&t->lc);
@@ -1075,11 +1188,9 @@ static int make_source(struct tst *t, struct err *e)
 int cmd_test_main(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"source", required_argument, NULL, 's'},
-        {"keep", no_argument, NULL, 'k'},
-        {"log-level", required_argument, NULL, 'L'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"source", required_argument, NULL, 's'}, {"keep", no_argument, NULL, 'k'},
+        {"junit", required_argument, NULL, 'j'},  {"log-level", required_argument, NULL, 'L'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     struct tst t;
     struct err e = {0};
@@ -1106,6 +1217,9 @@ int cmd_test_main(int argc, char **argv)
         case 'k':
             t.keep = true;
             break;
+        case 'j':
+            t.junit = optarg;
+            break;
         case 'L':
             if (log_level_parse(optarg, &level) != 0) {
                 code = usage_error("unknown log level '%s' (error, warn, info, debug)", optarg);
@@ -1129,7 +1243,7 @@ int cmd_test_main(int argc, char **argv)
     t.dir = argv[optind + 1];
     log_configure(level, LOG_TEXT);
     if (make_source(&t, &e) != 0 || collect(&t, &e) != 0) {
-        code = bail(&e);
+        code = bail(&t, &e);
         goto out;
     }
     snprintf(t.tmp, sizeof t.tmp, "%s/cpbridge-test-XXXXXX",
@@ -1138,7 +1252,7 @@ int cmd_test_main(int argc, char **argv)
         err_set(&e, CPB_EXIT_IOERR, "cannot make a temporary directory %s: %s", t.tmp,
                 strerror(errno));
         t.tmp[0] = '\0';
-        code = bail(&e);
+        code = bail(&t, &e);
         goto out;
     }
     snprintf(t.lock, sizeof t.lock, "%s/run.lock", t.tmp);
@@ -1146,12 +1260,20 @@ int cmd_test_main(int argc, char **argv)
            t.path, t.dir, t.n);
     if (prepare(&t, t.cases[0].order != NULL ? t.cases[0].order : t.dir, true, &p, &e) != 0 ||
         pipeline_init(p, &e) != 0) {
-        code = bail(&e);
+        code = bail(&t, &e);
         goto out;
     }
     printf("# dialect %s; the real database is only read\n", p->cfg->database.dialect);
     pipeline_close(p);
     p = NULL;
+    if (t.junit != NULL) {
+        t.done = calloc(t.n, sizeof *t.done);
+        if (t.done == NULL) {
+            err_set(&e, CPB_EXIT_SOFTWARE, "out of memory");
+            code = bail(&t, &e);
+            goto out;
+        }
+    }
     printf("1..%zu\n", t.n);
     fflush(stdout);
     for (size_t i = 0; i < t.n; i++) {
@@ -1167,6 +1289,9 @@ int cmd_test_main(int argc, char **argv)
     code = bad ? CPB_EXIT_DATAERR : failed > 0 ? CPB_EXIT_ATTENTION : CPB_EXIT_OK;
 out:
     pipeline_close(p);
+    if (t.done != NULL && junit_write(&t, &e) != 0) {
+        code = code != 0 ? code : bail(&t, &e);
+    }
     if (t.tmp[0] != '\0') {
         (void)remove(t.lock);
         if (!t.keep) {

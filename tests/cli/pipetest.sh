@@ -171,6 +171,26 @@ expect 1 "ok 1 - applied-multi-line" "not ok 2 - applied-single-line" \
   "not ok 3 - invalid-unknown-sku" \
   "#   order 1 (9003): expected APPLIED, got INVALID (item.unknown: " \
   "# 2 of 3 case(s) failed" -- test "$pipeline" "$wrong"
+# The same as JUnit XML: one testcase per case, the two failures with their
+# diagnostics; an unwritable report is exit 74.
+"$bin" test "$pipeline" "$wrong" --junit "$tmp/junit.xml" >/dev/null 2>&1
+/usr/bin/python3 - "$tmp/junit.xml" <<'EOF' && ok || bad "--junit: the report is wrong"
+import sys
+import xml.etree.ElementTree as ET
+suite = ET.parse(sys.argv[1]).getroot().find("testsuite")
+cases = suite.findall("testcase")
+assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("3", "2", "0"), suite.attrib
+assert [c.get("name") for c in cases] == ["applied-multi-line", "applied-single-line",
+                                          "invalid-unknown-sku"]
+assert cases[0].find("failure") is None
+failure = cases[1].find("failure")
+assert failure.get("message") == "order 1 (9001) line 1 QTY_SOLD: expected 5.0000, got 1.0000"
+assert "QTY_ON_SO expected to change by 7.0000, changed by 1.0000" in failure.text
+assert "expected APPLIED, got INVALID (item.unknown" in cases[2].find("failure").get("message")
+EOF
+expect 74 "cannot write the JUnit report $tmp/none/j.xml" -- test "$pipeline" "$cases" \
+  --junit "$tmp/none/j.xml"
+leftovers
 # A line the expectation does not list is shown.
 sed -i '/"LIN_SEQ_NO": 4/,/EXT_PRC/d; s/"EXT_PRC": "36.00"},/"EXT_PRC": "36.00"}/' \
   "$wrong/applied-multi-line.expect.json"
