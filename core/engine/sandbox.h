@@ -13,6 +13,8 @@
  *               indexes, identities; no foreign keys, no triggers) with its
  *               rows, except the order-state tables, which stay empty. The
  *               connection string gets ConnSettings=SET search_path TO it.
+ *               (A default calling nextval() on a sequence would still use
+ *               the real sequence; the engine's tables use identities.)
  *               Closing drops the schema (DROP SCHEMA ... CASCADE).
  *   mssql       refused (CPB_EXIT_CONFIG): not supported yet.
  *
