@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli/cmd_test.h"
 #include "cli/ops.h"
 #include "cli/progress.h"
 #include "engine/config.h"
@@ -45,6 +46,7 @@ static const char usage_main[] =
     "  dlq PIPELINE        list, retry or cancel orders that need a person\n"
     "  rollback PIPELINE ID  undo an applied order in Counterpoint\n"
     "  drift PIPELINE      compare (and --fix) cpbridge's inventory commitments\n"
+    "  test PIPELINE DIR   run order fixtures against a throwaway copy of the database\n"
     "  stages              list installed stages, or describe one\n"
     "  version             print the version and ABI\n"
     "\n"
@@ -690,13 +692,14 @@ int main(int argc, char **argv)
         code = cmd_db(argc, argv);
     } else if (strcmp(verb, "stages") == 0) {
         code = cmd_stages(argc, argv);
+    } else if (strcmp(verb, "test") == 0) {
+        code = cmd_test_main(argc, argv);
     } else if (ops_has(verb)) {
         code = ops_main(verb, argc, argv);
     } else {
-        static const char *const verbs[] = {"run",    "serve",    "check",  "db",
-                                            "health", "status",   "orders", "stages",
-                                            "dlq",    "rollback", "drift",  "report",
-                                            "version"};
+        static const char *const verbs[] = {"run",    "serve",  "check",  "db",     "health",
+                                            "status", "orders", "stages", "dlq",    "rollback",
+                                            "drift",  "report", "test",   "version"};
         int s = text_suggest(verb, verbs, sizeof verbs / sizeof verbs[0]);
         fprintf(stderr, "cpbridge: unknown command '%s'%s%s%s\n\n%s", verb,
                 s >= 0 ? " (did you mean '" : "", s >= 0 ? verbs[s] : "", s >= 0 ? "'?)" : "",
