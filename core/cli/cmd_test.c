@@ -452,7 +452,6 @@ static int check_expect(const char *file, json_t *doc, json_t **orders, char *wh
 static int prepare(struct tst *t, const char *order, bool announce, struct pipeline **out,
                    struct err *e)
 {
-    static const char *const kinds[] = {"", "source", "step", "after-commit", "notify"};
     struct pipeline *p = NULL;
     size_t at = 0;
     bool placed = false;
@@ -485,8 +484,7 @@ static int prepare(struct tst *t, const char *order, bool announce, struct pipel
             t->src.line = s->cs->line;
         }
         if (announce) {
-            printf("# skipped %s stage '%s' (%s): %s\n",
-                   (unsigned)kind < sizeof kinds / sizeof kinds[0] ? kinds[kind] : "a", s->cs->id,
+            printf("# skipped %s stage '%s' (%s): %s\n", loader_kind_name(kind), s->cs->id,
                    s->ls.desc->name,
                    kind == CPB_SOURCE ? "the case file is the source"
                                       : "it would reach the outside world");

@@ -16,11 +16,20 @@
 #include "services/db.h"
 #include "services/sql.h"
 
-const char *const sandbox_state_tables[] = {
-    "USER_ORDER_STAGING_LIN", "USER_ORDER_STEP",    "USER_ORDER_INV",
-    "USER_ORDER_EVENT",       "USER_ORDER_STAGING", "USER_SYNC_LOG",
-    "USER_SYNC_STATE",        "USER_ALERT_OUTBOX",  NULL};
-#define SANDBOX_N_STATE 8
+const char *const sandbox_state_tables[] = {"USER_ORDER_STAGING_LIN",
+                                            "USER_ORDER_STEP",
+                                            "USER_ORDER_INV",
+                                            "USER_ORDER_EVENT",
+                                            "USER_ORDER_STAGING",
+                                            "USER_SYNC_LOG",
+                                            "USER_SYNC_STATE",
+                                            "USER_ALERT_OUTBOX",
+                                            "USER_RECORD_EVENT",
+                                            "USER_RECORD_STAGING",
+                                            NULL};
+#define SANDBOX_N_STATE 10
+_Static_assert(sizeof sandbox_state_tables / sizeof sandbox_state_tables[0] == SANDBOX_N_STATE + 1,
+               "SANDBOX_N_STATE counts sandbox_state_tables (and pg_plan_sql's IN list)");
 
 struct sandbox {
     enum db_dialect dialect;
@@ -83,17 +92,14 @@ static int db_failed(struct db *db, const char *what, struct err *err)
 /* Empty the order-state tables of the copy, in one transaction. */
 static int empty_state(struct db *db, struct err *err)
 {
-    static const char *const del[SANDBOX_N_STATE] = {
-        "DELETE FROM USER_ORDER_STAGING_LIN", "DELETE FROM USER_ORDER_STEP",
-        "DELETE FROM USER_ORDER_INV",         "DELETE FROM USER_ORDER_EVENT",
-        "DELETE FROM USER_ORDER_STAGING",     "DELETE FROM USER_SYNC_LOG",
-        "DELETE FROM USER_SYNC_STATE",        "DELETE FROM USER_ALERT_OUTBOX"};
     if (db_begin(db) != CPB_OK) {
         return db_failed(db, "starting a transaction", err);
     }
     for (size_t i = 0; i < SANDBOX_N_STATE; i++) {
-        if (db_exec(db, del[i]) != CPB_OK) {
-            return db_failed(db, del[i], err);
+        char del[80]; /* the engine's own table names: no input */
+        snprintf(del, sizeof del, "DELETE FROM %s", sandbox_state_tables[i]);
+        if (db_exec(db, del) != CPB_OK) {
+            return db_failed(db, del, err);
         }
     }
     return db_commit(db) == CPB_OK ? 0 : db_failed(db, "committing", err);
@@ -166,7 +172,7 @@ out:
 static const char pg_plan_sql[] =
     "SELECT format('CREATE TABLE %I.%I (LIKE %I.%I INCLUDING ALL)', CAST(? AS TEXT), c.relname,"
     " n.nspname, c.relname),"
-    " CASE WHEN upper(c.relname) IN (?, ?, ?, ?, ?, ?, ?, ?) THEN NULL ELSE"
+    " CASE WHEN upper(c.relname) IN (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) THEN NULL ELSE"
     " format('INSERT INTO %I.%I (%s) SELECT %s FROM %I.%I', CAST(? AS TEXT), c.relname, x.cols,"
     " x.cols, n.nspname, c.relname) END"
     " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
