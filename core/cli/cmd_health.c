@@ -35,7 +35,9 @@ static const char usage_health[] =
     "the last run's result, each against the pipeline's `health` thresholds; and,\n"
     "when `cpbridge serve` runs for it, the receiver: CRITICAL when it stopped\n"
     "answering, WARNING when it was stopped (orders then arrive only by the poll);\n"
-    "and the last `cpbridge drift`: WARNING while differences it found are left.\n"
+    "and the last `cpbridge drift`: WARNING while differences it found are left;\n"
+    "and records that are not orders (a stock pipeline), pending and dead, against\n"
+    "the same thresholds as orders.\n"
     "The first line is the plugin output (with performance data), details follow.\n"
     "\n"
     "  --json   print every figure and the status as JSON\n"
@@ -106,6 +108,19 @@ struct check {
     const char *unit; /* "" or "s" */
     int state;
 };
+
+/* ", <prefix><value><suffix>" for a count check, marked with the threshold
+ * it reached. `prefix` and `suffix` are borrowed. */
+static void mark_count(struct buf *b, const char *prefix, const struct check *k,
+                       const char *suffix)
+{
+    char w[32];
+    char c[32];
+    buf_addf(b, "%s%lld%s", prefix, (long long)k->value, suffix);
+    snprintf(w, sizeof w, "%lld", (long long)k->warn);
+    snprintf(c, sizeof c, "%lld", (long long)k->crit);
+    mark(b, k->state, w, c);
+}
 
 static void perf(struct buf *b, const struct check *c, bool thresholds)
 {
@@ -311,6 +326,16 @@ static int cmd_health(struct ops *op)
         NAG_OK};
     struct check after_failed = {"after_failed", s.after_gave_up, true, 0, 0, "", NAG_OK};
     struct check changed = {"changed", s.changed_after_apply, true, 0, 0, "", NAG_OK};
+    /* Records that are not orders (a stock pipeline's), judged with the
+     * orders' pending and dead thresholds. */
+    const struct record_counts *rc = &s.records;
+    bool has_records = rc->pending + rc->done + rc->dead > 0;
+    struct check rec_pending = {"records_pending", rc->pending, true,  h->pending_warn,
+                                h->pending_crit,   "",          NAG_OK};
+    struct check rec_dead = {"records_dead", rc->dead, true,  h->dead_warn,
+                             h->dead_crit,   "",       NAG_OK};
+    rec_pending.state = against(rec_pending.value, rec_pending.warn, rec_pending.crit);
+    rec_dead.state = against(rec_dead.value, rec_dead.warn, rec_dead.crit);
 
     pending.state = against(pending.value, pending.warn, pending.crit);
     invalid.state = against(invalid.value, invalid.warn, invalid.crit);
@@ -319,7 +344,7 @@ static int cmd_health(struct ops *op)
     const char *no_success = NULL;
     if (s.has_success) {
         success.state = against(success.value, success.warn, success.crit);
-    } else if (s.total == 0) {
+    } else if (s.total == 0 && !has_records) {
         success.state = NAG_UNKNOWN;
         no_success = s.has_run ? "no successful run yet, nothing staged" : "no run yet";
     } else if (s.has_run && strcmp(s.last_result, "RUNNING") == 0 &&
@@ -339,6 +364,10 @@ static int cmd_health(struct ops *op)
     state = nag_worse(state, oldest.state);
     state = nag_worse(state, success.state);
     state = nag_worse(state, last_state);
+    if (has_records) {
+        state = nag_worse(state, rec_pending.state);
+        state = nag_worse(state, rec_dead.state);
+    }
     struct receiver rv;
     receiver_check(op, s.now_ms, &rv);
     if (rv.known) {
@@ -351,18 +380,10 @@ static int cmd_health(struct ops *op)
     }
 
     /* The plugin line. */
-    buf_addf(&line, "CPBRIDGE %s - %lld pending", nag_names[state], (long long)pending.value);
-    snprintf(w, sizeof w, "%lld", (long long)pending.warn);
-    snprintf(c, sizeof c, "%lld", (long long)pending.crit);
-    mark(&line, pending.state, w, c);
-    buf_addf(&line, ", %lld dead", (long long)dead.value);
-    snprintf(w, sizeof w, "%lld", (long long)dead.warn);
-    snprintf(c, sizeof c, "%lld", (long long)dead.crit);
-    mark(&line, dead.state, w, c);
-    buf_addf(&line, ", %lld invalid", (long long)invalid.value);
-    snprintf(w, sizeof w, "%lld", (long long)invalid.warn);
-    snprintf(c, sizeof c, "%lld", (long long)invalid.crit);
-    mark(&line, invalid.state, w, c);
+    buf_addf(&line, "CPBRIDGE %s", nag_names[state]);
+    mark_count(&line, " - ", &pending, " pending");
+    mark_count(&line, ", ", &dead, " dead");
+    mark_count(&line, ", ", &invalid, " invalid");
     if (oldest.state != NAG_OK) {
         buf_addf(&line, ", oldest pending %s", ops_fmt_age(oldest.value * 1000, a, sizeof a));
         text_format_duration(h->oldest_pending_warn_ms, w, sizeof w);
@@ -379,6 +400,10 @@ static int cmd_health(struct ops *op)
     }
     if (last_failed) {
         buf_adds(&line, ", last run FAILED");
+    }
+    if (has_records) {
+        mark_count(&line, ", records ", &rec_pending, " pending");
+        mark_count(&line, ", ", &rec_dead, " dead");
     }
     if (rv.known) {
         if (rv.state != NAG_OK) {
@@ -402,6 +427,10 @@ static int cmd_health(struct ops *op)
     perf(&perfdata, &success, true);
     perf(&perfdata, &after_failed, false);
     perf(&perfdata, &changed, false);
+    if (has_records) {
+        perf(&perfdata, &rec_pending, true);
+        perf(&perfdata, &rec_dead, true);
+    }
     if (rv.known) {
         buf_addf(&perfdata, " deliveries=%lldc bad_signatures=%lldc deliveries_per_minute=%.1f",
                  (long long)rv.deliveries, (long long)rv.bad_signatures, rv.per_minute);
@@ -472,6 +501,14 @@ static int cmd_health(struct ops *op)
                                  (json_int_t)((s.now_ms - dr.checked_ms) / 1000), "found",
                                  (json_int_t)dr.found, "left", (json_int_t)dr.left)
                      : json_null());
+        if (has_records) {
+            json_array_append_new(checks, check_json(&rec_pending));
+            json_array_append_new(checks, check_json(&rec_dead));
+            json_object_set_new(j, "records",
+                                json_pack("{s:I, s:I, s:I}", "pending", (json_int_t)rc->pending,
+                                          "done", (json_int_t)rc->done, "dead",
+                                          (json_int_t)rc->dead));
+        }
         json_object_set_new(j, "checks", checks);
         json_object_set_new(j, "perfdata", json_string(buf_str(&perfdata) + 1));
         ops_print_json(j);
@@ -520,8 +557,15 @@ static int cmd_health(struct ops *op)
     } else {
         printf("inventory drift: never checked (`cpbridge drift %s`)\n", op->path);
     }
+    if (has_records) {
+        printf("records (not orders): %lld pending - %s; %lld done; %lld dead - %s\n",
+               (long long)rc->pending, nag_names[rec_pending.state], (long long)rc->done,
+               (long long)rc->dead, nag_names[rec_dead.state]);
+    }
     if (invalid.value + dead.value > 0) {
         printf("next: cpbridge dlq %s list\n", op->path);
+    } else if (has_records && rc->dead > 0) {
+        printf("next: cpbridge status %s (the dead records and why)\n", op->path);
     }
 out:
     buf_free(&line);

@@ -25,7 +25,8 @@ static const char usage_status[] =
     "\n"
     "Orders per state, the last 10 runs (start, duration, result, counts,\n"
     "orders/s), the dead-letter orders at a glance and the orders changed in the\n"
-    "store after they were applied.\n"
+    "store after they were applied; for a pipeline with records that are not\n"
+    "orders (a stock pipeline), its records by state and the dead ones.\n"
     "\n"
     "  --json   print the same as JSON\n"
     "\n"
@@ -74,6 +75,81 @@ static const char *fmt_rate(int64_t applied, int64_t duration_ms, char *out, siz
     int64_t centi = applied * 100000 / duration_ms;
     snprintf(out, n, "%lld.%02lld", (long long)(centi / 100), (long long)(centi % 100));
     return out;
+}
+
+/* This pipeline's records (not orders), when it has any: counts by state
+ * and the DEAD ones (the first 20), into j (JSON) or on stdout. */
+static int status_records(struct ops *op, const struct metrics_snapshot *s, json_t *j)
+{
+    const struct record_counts *c = &s->records;
+    struct cpb_stmt *st = NULL;
+    json_t *dead = NULL;
+    char a[64];
+    int code = 0;
+    if (c->pending + c->done + c->dead == 0) {
+        return 0;
+    }
+    if (j != NULL) {
+        dead = json_array();
+        json_object_set_new(j, "records",
+                            json_pack("{s:I, s:I, s:I, s:o, s:o}", "pending",
+                                      (json_int_t)c->pending, "done", (json_int_t)c->done, "dead",
+                                      (json_int_t)c->dead, "oldest_pending",
+                                      ops_jwhen(c->oldest_pending_ms, c->oldest_pending_ms > 0),
+                                      "dead_records", dead));
+    } else {
+        printf("\nRecords (not orders) by state: PENDING %lld, DONE %lld, DEAD %lld",
+               (long long)c->pending, (long long)c->done, (long long)c->dead);
+        if (c->pending > 0) {
+            printf(" (oldest pending queued %s ago)",
+                   ops_fmt_age(s->now_ms - c->oldest_pending_ms, a, sizeof a));
+        }
+        printf("\n");
+    }
+    struct sql_arg pa[] = {sql_text(op->cfg->name)};
+    if (ops_query_limited(op->db,
+                          "KIND, REC_KEY, ATTEMPTS, LAST_ERROR_CODE, LAST_ERROR, UPDATED_DT",
+                          "FROM USER_RECORD_STAGING WHERE PIPELINE = ? AND STATUS = 'DEAD'"
+                          " ORDER BY UPDATED_DT DESC, RECORD_ID DESC",
+                          pa, 1, 20, &st) != CPB_OK) {
+        code = ops_db_failed(op, "reading the dead records");
+        goto out;
+    }
+    for (int row = 0;; row++) {
+        char kind[40], key[120], ecode[80], emsg[520];
+        int64_t attempts = 0, when = 0;
+        bool has = false;
+        enum cpb_status rc = db_fetch(st);
+        if (rc == CPB_SKIP) {
+            break;
+        }
+        struct rd d = {st, rc, 1};
+        ops_rd_text(&d, kind, sizeof kind, NULL);
+        ops_rd_text(&d, key, sizeof key, NULL);
+        ops_rd_int(&d, &attempts, NULL);
+        ops_rd_text(&d, ecode, sizeof ecode, NULL);
+        ops_rd_text(&d, emsg, sizeof emsg, NULL);
+        ops_rd_time(&d, &when, &has);
+        if (d.rc != CPB_OK) {
+            code = ops_db_failed(op, "reading the dead records");
+            goto out;
+        }
+        if (dead != NULL) {
+            json_array_append_new(dead,
+                                  json_pack("{s:s, s:s, s:I, s:s, s:s, s:o}", "kind", kind, "key",
+                                            key, "attempts", (json_int_t)attempts, "reason", ecode,
+                                            "message", emsg, "since", ops_jwhen(when, has)));
+            continue;
+        }
+        if (row == 0) {
+            printf("  dead (each is queued again when its source stages a changed payload):\n");
+        }
+        printf("  %s %s: %s: %s (since %s)\n", kind, key, ecode, emsg,
+               ops_fmt_when(when, has, a, sizeof a));
+    }
+out:
+    db_finalize(st);
+    return code;
 }
 
 static int cmd_status(struct ops *op)
@@ -225,6 +301,9 @@ static int cmd_status(struct ops *op)
     }
     code = ops_order_list(op, "WHERE STATUS = 'APPLIED' AND CHANGED_AFTER_APPLY = 1", NULL, 0, 20,
                           changed, "none");
+    if (code == 0) {
+        code = status_records(op, &s, j);
+    }
     if (code != 0) {
         goto out;
     }

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli/cmd_test.h"
 #include "cli/ops.h"
 #include "cli/progress.h"
 #include "engine/config.h"
@@ -45,6 +46,7 @@ static const char usage_main[] =
     "  dlq PIPELINE        list, retry or cancel orders that need a person\n"
     "  rollback PIPELINE ID  undo an applied order in Counterpoint\n"
     "  drift PIPELINE      compare (and --fix) cpbridge's inventory commitments\n"
+    "  test PIPELINE DIR   run order fixtures against a throwaway copy of the database\n"
     "  stages              list installed stages, or describe one\n"
     "  version             print the version and ABI\n"
     "\n"
@@ -192,6 +194,12 @@ static void print_summary(const struct pipeline *p, const struct run_result *res
             c->claimed, "applied", c->applied, "retry", c->retry, "invalid", c->invalid, "dead",
             c->dead, "after_done", c->after_done, "after_failed", c->after_failed, "notify_failed",
             res->notify_failed, "source_failed", res->source_failed);
+        if (c->rec_queued + c->rec_claimed > 0) {
+            json_object_set_new(o, "records",
+                                json_pack("{s:i, s:i, s:i, s:i, s:i}", "queued", c->rec_queued,
+                                          "claimed", c->rec_claimed, "done", c->rec_done, "retry",
+                                          c->rec_retry, "dead", c->rec_dead));
+        }
         char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         if (s != NULL) {
             printf("%s\n", s);
@@ -204,6 +212,10 @@ static void print_summary(const struct pipeline *p, const struct run_result *res
            " failed %u; %.2f s\n",
            p->cfg->name, c->staged, c->applied, c->invalid, c->retry, c->dead, c->after_done,
            c->after_failed, (double)res->duration_ms / 1000.0);
+    if (c->rec_queued + c->rec_claimed > 0) {
+        printf("  records: queued %u, done %u, retrying %u, dead %u\n", c->rec_queued, c->rec_done,
+               c->rec_retry, c->rec_dead);
+    }
     if (res->source_failed) {
         printf("  a source failed: see the log above; its cursor did not move\n");
     }
@@ -343,9 +355,8 @@ static int cmd_check(int argc, char **argv)
     printf("pipeline %s (%s): %zu stage(s)\n", p->cfg->name, p->cfg->path, p->n);
     for (size_t i = 0; i < p->n; i++) {
         const struct stage_inst *s = &p->st[i];
-        static const char *const kinds[] = {"", "source", "step", "after-commit", "notify"};
-        printf("  %-14s %-16s %s %s (%s)\n", kinds[s->ls.desc->kind], s->cs->id, s->ls.desc->name,
-               s->ls.desc->version, s->ls.path);
+        printf("  %-14s %-16s %s %s (%s)\n", loader_kind_name(s->ls.desc->kind), s->cs->id,
+               s->ls.desc->name, s->ls.desc->version, s->ls.path);
         options_print_values(stdout, s->ls.desc->options, s->opts);
     }
     if (connect) {
@@ -454,7 +465,6 @@ static void list_dir(const char *dir, void *arg)
     struct list_ctx *lc = arg;
     DIR *d = opendir(dir);
     struct dirent *ent;
-    static const char *const kinds[] = {"", "source", "step", "after-commit", "notify"};
     if (d == NULL) {
         return;
     }
@@ -486,7 +496,7 @@ static void list_dir(const char *dir, void *arg)
             printf("  %-16s (unusable: %s)\n", name, e.msg);
             continue;
         }
-        printf("  %-16s %-12s %-8s %s\n", name, kinds[ls.desc->kind], ls.desc->version,
+        printf("  %-16s %-12s %-8s %s\n", name, loader_kind_name(ls.desc->kind), ls.desc->version,
                ls.desc->summary != NULL ? ls.desc->summary : "");
         if (lc->n < sizeof lc->seen / sizeof lc->seen[0]) {
             lc->seen[lc->n++] = strdup(name);
@@ -542,7 +552,6 @@ static int cmd_stages(int argc, char **argv)
         struct err e = {0};
         char *path = NULL;
         struct loaded_stage ls = {0};
-        static const char *const kinds[] = {"", "source", "step", "after-commit", "notify"};
         if (!loader_valid_name(describe)) {
             return usage_error(usage_stages, "'%s' is not a stage name", describe);
         }
@@ -552,11 +561,12 @@ static int cmd_stages(int argc, char **argv)
             return report(&e);
         }
         if (markdown) {
-            printf("## `%s` (%s)\n\n%s\n\n", ls.desc->name, kinds[ls.desc->kind], ls.desc->summary);
+            printf("## `%s` (%s)\n\n%s\n\n", ls.desc->name, loader_kind_name(ls.desc->kind),
+                   ls.desc->summary);
         } else {
             printf("%s %s (%s stage, ABI %u.%u)\n  %s\n  file: %s\n\noptions:\n", ls.desc->name,
-                   ls.desc->version, kinds[ls.desc->kind], ls.desc->abi_major, ls.desc->abi_minor,
-                   ls.desc->summary, path);
+                   ls.desc->version, loader_kind_name(ls.desc->kind), ls.desc->abi_major,
+                   ls.desc->abi_minor, ls.desc->summary, path);
         }
         options_describe(stdout, ls.desc->options, markdown);
         loader_close(&ls);
@@ -682,13 +692,14 @@ int main(int argc, char **argv)
         code = cmd_db(argc, argv);
     } else if (strcmp(verb, "stages") == 0) {
         code = cmd_stages(argc, argv);
+    } else if (strcmp(verb, "test") == 0) {
+        code = cmd_test_main(argc, argv);
     } else if (ops_has(verb)) {
         code = ops_main(verb, argc, argv);
     } else {
-        static const char *const verbs[] = {"run",    "serve",    "check",  "db",
-                                            "health", "status",   "orders", "stages",
-                                            "dlq",    "rollback", "drift",  "report",
-                                            "version"};
+        static const char *const verbs[] = {"run",    "serve",  "check",  "db",     "health",
+                                            "status", "orders", "stages", "dlq",    "rollback",
+                                            "drift",  "report", "test",   "version"};
         int s = text_suggest(verb, verbs, sizeof verbs / sizeof verbs[0]);
         fprintf(stderr, "cpbridge: unknown command '%s'%s%s%s\n\n%s", verb,
                 s >= 0 ? " (did you mean '" : "", s >= 0 ? verbs[s] : "", s >= 0 ? "'?)" : "",

@@ -17,4 +17,8 @@
  * out of memory (out->oom). */
 int report_html(const json_t *r, struct buf *out);
 
+/* Append `s` (borrowed; NULL appends nothing) to `b` (the caller's) escaped
+ * for HTML or XML text and attribute values: & < > " ' as entities. */
+void report_escape(struct buf *b, const char *s);
+
 #endif

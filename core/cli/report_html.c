@@ -56,8 +56,7 @@ static const char css[] =
 
 /* ---- small helpers ---------------------------------------------------------- */
 
-/* Append `s` escaped for HTML text and attribute values. */
-static void esc(struct buf *b, const char *s)
+void report_escape(struct buf *b, const char *s)
 {
     if (s == NULL) {
         return;
@@ -83,6 +82,12 @@ static void esc(struct buf *b, const char *s)
             buf_add(b, p, 1);
         }
     }
+}
+
+/* This file's short name for report_escape. */
+static void esc(struct buf *b, const char *s)
+{
+    report_escape(b, s);
 }
 
 static const char *str_of(const json_t *o, const char *key)

@@ -148,6 +148,24 @@ static enum cpb_status h_emit_many(struct cpb_ctx *ctx, json_t *const *orders, s
     return ret;
 }
 
+static enum cpb_status h_emit_records(struct cpb_ctx *ctx, const char *kind,
+                                      const char *const *keys, json_t *const *payloads, size_t n,
+                                      enum cpb_status *out)
+{
+    if (ctx->env->emit_records == NULL ||
+        (n > 0 && (keys == NULL || payloads == NULL || out == NULL))) {
+        reason_f(ctx, "host.emit", "%s",
+                 ctx->env->emit_records == NULL
+                     ? "emit_records is only available to source stages during a run"
+                     : "emit_records: bad arguments");
+        for (size_t i = 0; out != NULL && i < n; i++) {
+            out[i] = CPB_FAIL;
+        }
+        return CPB_FAIL;
+    }
+    return ctx->env->emit_records(ctx->env->owner, ctx, kind, keys, payloads, n, out);
+}
+
 static const char *h_delivery_header(const struct cpb_delivery *d, const char *name)
 {
     if (d == NULL || d->priv == NULL || name == NULL) {
@@ -234,9 +252,10 @@ static enum cpb_status h_db_prepare(struct cpb_ctx *ctx, const char *sql, struct
     if (ctx->env->db == NULL) {
         return no_db(ctx, "db_prepare");
     }
-    if (!ctx->env->in_order_tx) {
+    if (!ctx->env->in_order_tx && !ctx->env->in_source) {
         reason_f(ctx, "host.no_transaction",
-                 "db_prepare is only available to step stages inside an order's transaction");
+                 "db_prepare is only available to step stages inside an order's transaction"
+                 " and to source stages while they run");
         return CPB_FAIL;
     }
     enum cpb_status rc = db_prepare(ctx->env->db, sql, stmt);
@@ -469,6 +488,7 @@ static const struct cpb_host services = {
     .emit_many = h_emit_many,
     .delivery_header = h_delivery_header,
     .withdraw = h_withdraw,
+    .emit_records = h_emit_records,
 };
 
 const struct cpb_host *host_services(void)

@@ -17,7 +17,8 @@
 
 struct host_env {
     struct db *db;        /* borrowed; NULL while not connected */
-    bool in_order_tx;     /* the db_* services are allowed only then */
+    bool in_order_tx;     /* the db_* services are allowed then, */
+    bool in_source;       /* and while a source's process runs (ABI 1.5) */
     int64_t order_id;     /* current staging id for log lines; 0: none */
     const char *pipeline; /* borrowed */
     /* Where emit and event go (the runner); NULL: refused / dropped.
@@ -28,6 +29,10 @@ struct host_env {
     /* The store removed an order (serve's intake only; NULL elsewhere). */
     enum cpb_status (*withdraw)(void *owner, struct cpb_ctx *ctx, const char *external_id,
                                 const char *why);
+    /* A source staged keyed records (ABI 1.5; NULL: refused). */
+    enum cpb_status (*emit_records)(void *owner, struct cpb_ctx *ctx, const char *kind,
+                                    const char *const *keys, json_t *const *payloads, size_t n,
+                                    enum cpb_status *out);
     void (*event)(void *owner, struct cpb_ctx *ctx, const char *name, json_t *details);
     void *owner;
 };

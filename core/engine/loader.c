@@ -59,6 +59,7 @@ static const size_t stage_size_by_minor[] = {
     STAGE_END_OF(process_batch), /* 1.2: only the host grew */
     STAGE_END_OF(receive),       /* 1.3 */
     STAGE_END_OF(receive),       /* 1.4: result.rolled_back for after-commit stages */
+    STAGE_END_OF(receive),       /* 1.5: record stages, emit_records; the host grew */
 };
 _Static_assert(sizeof stage_size_by_minor / sizeof stage_size_by_minor[0] == CPB_ABI_MINOR + 1,
                "stage_size_by_minor needs one entry per ABI minor");
@@ -448,18 +449,20 @@ int loader_check(const char *name, const char *path, const struct cpb_stage *des
                        nm, sp, shown(desc->name, dn, sizeof dn));
     }
     int kind = (int)desc->kind;
-    if (kind < CPB_SOURCE || kind > CPB_NOTIFY) {
+    if (kind < CPB_SOURCE || kind > CPB_RECORD || (kind == CPB_RECORD && desc->abi_minor < 5)) {
         return err_set(err, CPB_EXIT_CONFIG,
-                       "%s: unknown kind %d (expected 1 source, 2 step, 3 after-commit or "
-                       "4 notify)",
+                       "%s: unknown kind %d (expected 1 source, 2 step, 3 after-commit, "
+                       "4 notify, or 5 record from ABI 1.5 on)",
                        what, kind);
     }
     if (desc->process == NULL) {
         return err_set(err, CPB_EXIT_CONFIG, "%s: the descriptor has no process function", what);
     }
-    if (loader_process_batch(desc) != NULL && desc->kind != CPB_AFTER_COMMIT) {
+    if (loader_process_batch(desc) != NULL && desc->kind != CPB_AFTER_COMMIT &&
+        desc->kind != CPB_RECORD) {
         return err_set(err, CPB_EXIT_CONFIG,
-                       "%s: process_batch is for after-commit stages only (kind %d)", what, kind);
+                       "%s: process_batch is for after-commit and record stages only (kind %d)",
+                       what, kind);
     }
     if (loader_receive(desc) != NULL && desc->kind != CPB_SOURCE) {
         return err_set(err, CPB_EXIT_CONFIG, "%s: receive is for source stages only (kind %d)",
@@ -592,4 +595,10 @@ void loader_close(struct loaded_stage *s)
     }
     free(s->path);
     memset(s, 0, sizeof *s);
+}
+
+const char *loader_kind_name(enum cpb_kind kind)
+{
+    static const char *const names[] = {"?", "source", "step", "after-commit", "notify", "record"};
+    return (int)kind > 0 && (size_t)kind < sizeof names / sizeof names[0] ? names[kind] : "?";
 }

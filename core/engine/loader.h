@@ -43,6 +43,10 @@ typedef void (*loader_batch_fn)(void *state, struct cpb_record *const *recs, siz
                                 enum cpb_status *out);
 loader_batch_fn loader_process_batch(const struct cpb_stage *desc);
 
+/* "source", "step", "after-commit", "notify" or "record" (static); "?" for
+ * a kind no loaded stage can have. */
+const char *loader_kind_name(enum cpb_kind kind);
+
 /* The stage's receive (ABI 1.3), or NULL when it has none or predates it. */
 typedef enum cpb_status (*loader_receive_fn)(void *state, const struct cpb_delivery *d,
                                              struct cpb_answer *ans);

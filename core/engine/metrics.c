@@ -206,6 +206,9 @@ int metrics_snapshot(struct db *db, const char *name, int64_t now_ms, struct met
     if (rc == CPB_OK) {
         rc = last_run(db, name, out);
     }
+    if (rc == CPB_OK) {
+        rc = records_count(db, name, &out->records);
+    }
     if (rc != CPB_OK) {
         return err_set(err, CPB_EXIT_UNAVAILABLE, "reading the figures from the database: %s",
                        db_last_error(db)[0] != '\0' ? db_last_error(db) : "failed");
@@ -434,6 +437,34 @@ static void render(struct buf *b, const char *path, const struct metrics_run *ru
                "Age of the oldest pending order (0 when none).");
         int64_t age = snap->has_pending ? snap->now_ms - snap->oldest_pending_ms : 0;
         sample(b, "cpbridge_oldest_pending_age_seconds", p, NULL, NULL, NULL, NULL,
+               fmt_ms(age > 0 ? age : 0, v, sizeof v));
+    }
+
+    const struct record_counts *rc = snap != NULL ? &snap->records : NULL;
+    if (c->rec_queued + c->rec_claimed > 0 ||
+        (rc != NULL && rc->pending + rc->done + rc->dead > 0)) {
+        static const char *const rec_results[] = {"queued", "done", "retry", "dead"};
+        const unsigned rec_values[] = {c->rec_queued, c->rec_done, c->rec_retry, c->rec_dead};
+        family(b, "cpbridge_run_records", "gauge",
+               "Records (not orders) of the last run by result: queued by the sources, done,"
+               " retrying, dead.");
+        for (size_t i = 0; i < sizeof rec_results / sizeof rec_results[0]; i++) {
+            sample(b, "cpbridge_run_records", p, "result", rec_results[i], NULL, NULL,
+                   fmt_int(rec_values[i], v, sizeof v));
+        }
+    }
+    if (rc != NULL && rc->pending + rc->done + rc->dead > 0) {
+        static const char *const states[] = {"PENDING", "DONE", "DEAD"};
+        const int64_t n[] = {rc->pending, rc->done, rc->dead};
+        family(b, "cpbridge_records", "gauge", "This pipeline's records (not orders) by state.");
+        for (size_t i = 0; i < sizeof states / sizeof states[0]; i++) {
+            sample(b, "cpbridge_records", p, "state", states[i], NULL, NULL,
+                   fmt_int(n[i], v, sizeof v));
+        }
+        int64_t age = rc->oldest_pending_ms > 0 ? snap->now_ms - rc->oldest_pending_ms : 0;
+        family(b, "cpbridge_oldest_pending_record_age_seconds", "gauge",
+               "Age of this pipeline's oldest pending record (0 when none).");
+        sample(b, "cpbridge_oldest_pending_record_age_seconds", p, NULL, NULL, NULL, NULL,
                fmt_ms(age > 0 ? age : 0, v, sizeof v));
     }
 

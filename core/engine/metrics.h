@@ -14,6 +14,7 @@
 
 #include <jansson.h>
 
+#include "engine/records.h"
 #include "engine/staging.h"
 #include "lib/err.h"
 #include "services/db.h"
@@ -67,6 +68,7 @@ struct metrics_snapshot {
     bool last_run_ended;
     int64_t last_run_ended_ms;
     int last_exit_code; /* -1 when not recorded */
+    struct record_counts records; /* this pipeline's records (ABI 1.5) */
 };
 
 /* Index of `state` ("PENDING", ...) in metrics_states, or -1. */

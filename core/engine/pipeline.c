@@ -9,8 +9,6 @@
 #include "engine/options.h"
 #include "services/log.h"
 
-static const char *const kind_names[] = {"", "source", "step", "after-commit", "notify"};
-
 static int open_stage(struct pipeline *p, struct stage_inst *s, struct err *err)
 {
     const struct config_stage *cs = s->cs;
@@ -35,7 +33,7 @@ static int open_stage(struct pipeline *p, struct stage_inst *s, struct err *err)
     }
     if (d->kind != CPB_NOTIFY && cs->on != NULL) {
         err_set(err, CPB_EXIT_CONFIG, "`on` is only for notifier stages; '%s' is a %s stage",
-                cs->id, kind_names[d->kind]);
+                cs->id, loader_kind_name(d->kind));
         goto out;
     }
     s->opts = calloc(1, d->options_size > 0 ? d->options_size : 1);
@@ -120,20 +118,50 @@ int pipeline_init(struct pipeline *p, struct err *err)
     return 0;
 }
 
+/* fini (when initialised), unload and free one instance's parts. */
+static void stage_free(struct stage_inst *s)
+{
+    if (s->inited && s->ls.desc != NULL && s->ls.desc->fini != NULL) {
+        s->ls.desc->fini(s->state);
+    }
+    host_ctx_free(s->ctx);
+    opt_store_free(s->store);
+    free(s->opts);
+    loader_close(&s->ls);
+}
+
+void pipeline_remove(struct pipeline *p, size_t i)
+{
+    stage_free(&p->st[i]);
+    memmove(&p->st[i], &p->st[i + 1], (p->n - i - 1) * sizeof *p->st);
+    p->n--;
+}
+
+int pipeline_insert(struct pipeline *p, size_t at, const struct config_stage *cs, struct err *err)
+{
+    struct stage_inst *grown = realloc(p->st, (p->n + 1) * sizeof *grown);
+    if (grown == NULL) {
+        return err_set(err, CPB_EXIT_SOFTWARE, "out of memory");
+    }
+    p->st = grown;
+    memmove(&p->st[at + 1], &p->st[at], (p->n - at) * sizeof *p->st);
+    memset(&p->st[at], 0, sizeof p->st[at]);
+    p->st[at].cs = cs;
+    p->n++;
+    if (open_stage(p, &p->st[at], err) != 0) {
+        pipeline_remove(p, at);
+        return -1;
+    }
+    return 0;
+}
+
 void pipeline_close(struct pipeline *p)
 {
     if (p == NULL) {
         return;
     }
     for (size_t i = p->n; i-- > 0;) {
-        struct stage_inst *s = &p->st[i];
-        if (s->inited && s->ls.desc != NULL && s->ls.desc->fini != NULL) {
-            s->ls.desc->fini(s->state);
-        }
-        host_ctx_free(s->ctx);
-        opt_store_free(s->store);
-        free(s->opts);
-        loader_close(&s->ls);
+        stage_free(&p->st[i]);
     }
     free(p->st);
     config_free(p->cfg);

@@ -43,6 +43,17 @@ int pipeline_open(const char *path, struct pipeline **out, struct err *err);
  * CPB_EXIT_CONFIG naming the stage. */
 int pipeline_init(struct pipeline *p, struct err *err);
 
+/* Before pipeline_init: unload stage instance `i` (< p->n) and remove it
+ * from p->st (the later ones move down). Used by `cpbridge test`, which
+ * runs a pipeline without its sources, after-commit steps and notifiers. */
+void pipeline_remove(struct pipeline *p, size_t i);
+
+/* Before pipeline_init: load the stage of entry `cs` (borrowed; it must
+ * outlive `p`, as the config's own entries do) as instance `at` (<= p->n),
+ * its options checked like the file's. Returns 0, or -1 with err as
+ * pipeline_open's (nothing added). */
+int pipeline_insert(struct pipeline *p, size_t at, const struct config_stage *cs, struct err *err);
+
 /* fini every initialised stage, unload, free. NULL is accepted. */
 void pipeline_close(struct pipeline *p);
 

@@ -23,6 +23,7 @@
 
 #include "engine/alerts.h"
 #include "engine/metrics.h"
+#include "engine/records.h"
 #include "engine/schema.h"
 #include "lib/buf.h"
 #include "lib/order.h"
@@ -204,6 +205,12 @@ static void finish_event(struct runner *r, const char *name, json_t *ev)
                  " inventory restored (run.store_cancel = rollback)",
                  n);
         snprintf(cmd, sizeof cmd, "cpbridge orders %s list --state ROLLED_BACK", path);
+    } else if (strcmp(name, "record.dead") == 0) {
+        snprintf(summary, sizeof summary,
+                 "%zu record(s) could not be pushed and are DEAD (see details); each is queued"
+                 " again when its source stages a changed payload",
+                 json_array_size(json_object_get(ev, "details")));
+        snprintf(cmd, sizeof cmd, "cpbridge status %s", path);
     } else if (strcmp(name, "source.unreachable") == 0) {
         snprintf(summary, sizeof summary,
                  "a source could not be reached; its cursor did not move and it is tried again"
@@ -230,9 +237,9 @@ static void finish_event(struct runner *r, const char *name, json_t *ev)
         const struct run_counts *c = &r->res->counts;
         snprintf(summary, sizeof summary,
                  "staged %u, applied %u, invalid %u, retrying %u, dead %u, after-commit done %u,"
-                 " failed %u",
+                 " failed %u; records queued %u, done %u, retrying %u, dead %u",
                  c->staged, c->applied, c->invalid, c->retry, c->dead, c->after_done,
-                 c->after_failed);
+                 c->after_failed, c->rec_queued, c->rec_done, c->rec_retry, c->rec_dead);
         snprintf(cmd, sizeof cmd, "cpbridge status %s", path);
     } else {
         snprintf(summary, sizeof summary, "%s", name);
@@ -708,7 +715,9 @@ static void run_sources(struct runner *r)
         struct cpb_record rec = {.size = sizeof rec, .payload = params};
         int64_t t0 = mono_us();
         host_reason_clear(s->ctx);
+        r->p->env.in_source = true;
         enum cpb_status st = s->ls.desc->process(s->state, &rec);
+        r->p->env.in_source = false;
         r->times[i].calls++;
         r->times[i].us += mono_us() - t0;
         json_decref(params);
@@ -1591,6 +1600,277 @@ out:
     }
 }
 
+/* ---- records that are not orders (ABI 1.5) -------------------------------- */
+
+static enum cpb_status on_emit_records(void *owner, struct cpb_ctx *ctx, const char *kind,
+                                       const char *const *keys, json_t *const *payloads, size_t n,
+                                       enum cpb_status *out)
+{
+    struct runner *r = owner;
+    const char *source = host_services()->stage_id(ctx);
+    char msg[300];
+    size_t queued = 0;
+    if (!records_kind_ok(kind)) {
+        log_msg(CPB_LOG_ERROR, source, 0,
+                "emit_records: the kind must be 1 to 32 of a-z, 0-9, '-' and '_'");
+        for (size_t i = 0; i < n; i++) {
+            out[i] = CPB_FAIL;
+        }
+        return CPB_FAIL;
+    }
+    if (n == 0) {
+        return CPB_OK;
+    }
+    enum cpb_status rc = records_stage(r->db, r->p->cfg->name, source, kind, keys, payloads, n,
+                                       host_now_ms(), out, &queued, msg, sizeof msg);
+    if (rc != CPB_OK) {
+        log_msg(CPB_LOG_ERROR, source, 0, "could not stage %zu %s record(s): %s", n, kind,
+                db_last_error(r->db));
+        for (size_t i = 0; i < n; i++) {
+            out[i] = CPB_RETRY;
+        }
+        (void)db_recover(r);
+        return CPB_RETRY;
+    }
+    if (msg[0] != '\0') {
+        log_msg(CPB_LOG_WARN, source, 0, "a %s record was refused: %s", kind, msg);
+    }
+    r->res->counts.rec_queued += (unsigned)queued;
+    return CPB_OK;
+}
+
+/* One claimed record on its way through the CPB_RECORD stages. */
+struct rec_item {
+    struct cpb_record rec;
+    enum cpb_status st; /* CPB_OK while it goes on */
+    const char *stage;  /* the stage that stopped it */
+    long retry_after;
+    char code[64];
+    char msg[1000];
+};
+
+static void rec_reason(struct rec_item *it, const struct stage_inst *s, enum cpb_status st,
+                       const char *code, const char *msg, long retry_after)
+{
+    it->st = st;
+    it->stage = s->cs->id;
+    it->retry_after = retry_after;
+    reason_of(s, st, it->code, sizeof it->code, it->msg, sizeof it->msg);
+    if (code != NULL && code[0] != '\0') {
+        snprintf(it->code, sizeof it->code, "%s", code);
+        snprintf(it->msg, sizeof it->msg, "%s", msg != NULL ? msg : "");
+    }
+}
+
+/* Hand the records still going (it[i].st == CPB_OK) to stage si. */
+static void record_stage(struct runner *r, size_t si, struct rec_item *it, size_t n)
+{
+    struct stage_inst *s = &r->p->st[si];
+    struct cpb_record **batch = calloc(n, sizeof *batch);
+    size_t *idx = calloc(n, sizeof *idx);
+    enum cpb_status *out = calloc(n, sizeof *out);
+    size_t k = 0;
+    loader_batch_fn pb = loader_process_batch(s->ls.desc);
+    if (batch == NULL || idx == NULL || out == NULL) {
+        for (size_t i = 0; i < n; i++) {
+            if (it[i].st == CPB_OK) {
+                it[i].st = CPB_RETRY;
+                it[i].stage = s->cs->id;
+                snprintf(it[i].code, sizeof it[i].code, "host.oom");
+                snprintf(it[i].msg, sizeof it[i].msg, "out of memory");
+            }
+        }
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (it[i].st == CPB_OK) {
+            idx[k] = i;
+            batch[k++] = &it[i].rec;
+        }
+    }
+    if (k == 0) {
+        goto out;
+    }
+    int64_t t0 = mono_us();
+    if (pb != NULL && host_batch_begin(s->ctx, k) == 0) {
+        host_reason_clear(s->ctx);
+        for (size_t j = 0; j < k; j++) {
+            out[j] = CPB_RETRY;
+        }
+        pb(s->state, batch, k, out);
+        long ra = host_retry_after_ms(s->ctx);
+        for (size_t j = 0; j < k; j++) {
+            if (out[j] != CPB_OK && out[j] != CPB_SKIP) {
+                rec_reason(&it[idx[j]], s, out[j], host_batch_reason_code(s->ctx, j),
+                           host_batch_reason_message(s->ctx, j), ra);
+            }
+        }
+        host_batch_end(s->ctx);
+    } else {
+        for (size_t j = 0; j < k; j++) {
+            host_reason_clear(s->ctx);
+            enum cpb_status st = s->ls.desc->process(s->state, batch[j]);
+            if (st != CPB_OK && st != CPB_SKIP) {
+                rec_reason(&it[idx[j]], s, st, host_reason_code(s->ctx),
+                           host_reason_message(s->ctx), host_retry_after_ms(s->ctx));
+            }
+        }
+    }
+    r->times[si].calls++;
+    r->times[si].us += mono_us() - t0;
+out:
+    free(batch);
+    free(idx);
+    free(out);
+}
+
+/* Work one claimed batch v[0..n-1] through the record stages and record
+ * each one's outcome. */
+static void record_batch(struct runner *r, const char *token, struct staged_record *v, size_t n)
+{
+    struct rec_item *it = calloc(n, sizeof *it);
+    struct record_outcome *o = calloc(n, sizeof *o);
+    char **results = calloc(n, sizeof *results);
+    bool *lost = calloc(n, sizeof *lost);
+    int64_t now = 0;
+    if (it == NULL || o == NULL || results == NULL || lost == NULL) {
+        log_msg(CPB_LOG_ERROR, NULL, 0, "out of memory: %zu record(s) wait for their lease", n);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_error_t je;
+        struct cpb_record *rec = &it[i].rec;
+        *rec = (struct cpb_record){.size = sizeof *rec,
+                                   .id = v[i].id,
+                                   .source = v[i].source,
+                                   .external_id = v[i].key,
+                                   .attempt = v[i].attempts,
+                                   .record_kind = v[i].kind};
+        rec->payload = json_loads(v[i].payload != NULL ? v[i].payload : "", 0, &je);
+        rec->result = v[i].result != NULL ? json_loads(v[i].result, 0, &je) : NULL;
+        if (!json_is_object(rec->result)) {
+            json_decref(rec->result);
+            rec->result = json_object();
+        }
+        it[i].st = CPB_OK;
+        if (!json_is_object(rec->payload)) {
+            it[i].st = CPB_FAIL;
+            snprintf(it[i].code, sizeof it[i].code, "record.payload");
+            snprintf(it[i].msg, sizeof it[i].msg, "its stored payload is not a JSON object");
+        } else if (rec->result == NULL) {
+            it[i].st = CPB_RETRY;
+            snprintf(it[i].code, sizeof it[i].code, "host.oom");
+            snprintf(it[i].msg, sizeof it[i].msg, "out of memory");
+        }
+    }
+    for (size_t si = 0; si < r->p->n; si++) {
+        if (r->p->st[si].ls.desc->kind == CPB_RECORD) {
+            record_stage(r, si, it, n);
+        }
+    }
+    now = host_now_ms();
+    for (size_t i = 0; i < n; i++) {
+        struct rec_item *x = &it[i];
+        o[i] = (struct record_outcome){.rec = &v[i], .to = REC_DONE, .stage_id = x->stage};
+        if (json_object_size(x->rec.result) > 0) {
+            results[i] = json_dumps(x->rec.result, JSON_COMPACT | JSON_SORT_KEYS);
+        }
+        o[i].result = results[i];
+        if (x->st == CPB_OK || x->st == CPB_SKIP) {
+            o[i].message = v[i].payload; /* what is now true in the world */
+            continue;
+        }
+        o[i].code = x->code;
+        o[i].message = x->msg;
+        if (x->st == CPB_RETRY && !retry_exhausted(&r->policy, v[i].attempts)) {
+            int64_t delay = retry_delay_ms(&r->policy, v[i].attempts, &r->rng) + 1;
+            o[i].to = REC_PENDING;
+            o[i].next = now + (x->retry_after > delay ? x->retry_after : delay);
+        } else {
+            o[i].to = REC_DEAD;
+        }
+    }
+    if (records_finish(r->db, token, r->res->run_id, o, n, now, lost) != CPB_OK) {
+        log_msg(CPB_LOG_ERROR, NULL, 0,
+                "could not record the outcome of %zu record(s): %s; they are tried again when"
+                " their lease ends",
+                n, db_last_error(r->db));
+        (void)db_recover(r);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (lost[i]) {
+            log_msg(CPB_LOG_WARN, o[i].stage_id, 0,
+                    "%s record %s: the lease ran out before its outcome was recorded", v[i].kind,
+                    v[i].key);
+        } else if (strcmp(o[i].to, REC_DONE) == 0) {
+            r->res->counts.rec_done++;
+        } else if (strcmp(o[i].to, REC_PENDING) == 0) {
+            r->res->counts.rec_retry++;
+            log_msg(CPB_LOG_WARN, o[i].stage_id, 0,
+                    "%s record %s: attempt %u of %u failed (%s: %s)", v[i].kind, v[i].key,
+                    v[i].attempts, r->policy.max_attempts, o[i].code, o[i].message);
+        } else {
+            r->res->counts.rec_dead++;
+            r->attention = true;
+            log_msg(CPB_LOG_WARN, o[i].stage_id, 0, "%s record %s is DEAD: %s: %s", v[i].kind,
+                    v[i].key, o[i].code, o[i].message);
+            json_t *d =
+                json_pack("{s:s, s:s, s:s?, s:s, s:s}", "kind", v[i].kind, "key", v[i].key, "stage",
+                          o[i].stage_id, "reason", o[i].code, "message", o[i].message);
+            event_details(r, "record.dead", d);
+            json_decref(d);
+        }
+    }
+out:
+    for (size_t i = 0; it != NULL && i < n; i++) {
+        json_decref(it[i].rec.payload);
+        json_decref(it[i].rec.result);
+        if (results != NULL) {
+            free(results[i]);
+        }
+    }
+    free(it);
+    free(o);
+    free(results);
+    free(lost);
+}
+
+/* Claim and work the pipeline's due records, a batch (run.batch) at a time. */
+static void run_records(struct runner *r)
+{
+    const struct config_run *rc = &r->p->cfg->run;
+    unsigned limit = rc->batch > 0 && rc->batch <= MAX_BATCH ? (unsigned)rc->batch : 50;
+    struct staged_record *v = calloc(limit, sizeof *v);
+    if (v == NULL) {
+        log_msg(CPB_LOG_ERROR, NULL, 0, "out of memory: no records handled");
+        r->attention = true;
+        return;
+    }
+    while (!r->fatal_db && (r->o->stop == NULL || !atomic_load(r->o->stop))) {
+        char token[37];
+        unsigned n = 0;
+        host_services()->uuid(NULL, token);
+        int64_t now = host_now_ms();
+        if (records_claim(r->db, r->p->cfg->name, token, r->owner, now, r->due_by, rc->lease_ms,
+                          limit, v, &n) != CPB_OK) {
+            log_msg(CPB_LOG_ERROR, NULL, 0, "could not claim records: %s", db_last_error(r->db));
+            (void)db_recover(r);
+            r->attention = true;
+            break;
+        }
+        if (n == 0) {
+            break;
+        }
+        r->res->counts.rec_claimed += n;
+        record_batch(r, token, v, n);
+        for (unsigned i = 0; i < n; i++) {
+            records_clear(&v[i]);
+        }
+    }
+    free(v);
+}
+
 /* ---- the run ------------------------------------------------------------- */
 
 static char *stage_timings_json(struct runner *r)
@@ -1613,7 +1893,6 @@ static char *stage_timings_json(struct runner *r)
  * failure is logged, never fatal: the orders are already safe. */
 static void write_metrics(struct runner *r, struct db *db, int64_t started, int code)
 {
-    static const char *const kinds[] = {"", "source", "step", "after-commit", "notify"};
     struct metrics_stage *stages = calloc(r->p->n > 0 ? r->p->n : 1, sizeof *stages);
     struct err e = {0};
     if (stages == NULL) {
@@ -1621,7 +1900,7 @@ static void write_metrics(struct runner *r, struct db *db, int64_t started, int 
     }
     for (size_t i = 0; i < r->p->n; i++) {
         stages[i].id = r->p->st[i].cs->id;
-        stages[i].kind = kinds[r->p->st[i].ls.desc->kind];
+        stages[i].kind = loader_kind_name(r->p->st[i].ls.desc->kind);
         stages[i].calls = r->times[i].calls;
         stages[i].seconds = (double)r->times[i].us / 1e6;
         stages[i].custom = host_ctx_metrics(r->p->st[i].ctx);
@@ -1723,6 +2002,7 @@ int runner_run(struct pipeline *p, const struct run_options *o, struct run_resul
     p->env.event = on_stage_event;
     p->env.emit = on_emit;
     p->env.emit_many = on_emit_many;
+    p->env.emit_records = on_emit_records;
     p->env.withdraw = on_withdraw;
     if (connect_db(&r, err) != 0) {
         code = err->code;
@@ -1755,11 +2035,17 @@ int runner_run(struct pipeline *p, const struct run_options *o, struct run_resul
             store_cancels(&r);
         }
         r.due_by = host_now_ms();
+        if (has_kind(p, CPB_RECORD) && !r.fatal_db) {
+            run_records(&r);
+        }
         if (!has_kind(p, CPB_STEP)) {
             /* Nothing would apply an order: claiming one would mark it
              * APPLIED with no document. Such a pipeline only stages. */
-            log_msg(CPB_LOG_INFO, NULL, 0,
-                    "no step stages: orders are staged, and processed by a pipeline with steps");
+            if (!has_kind(p, CPB_RECORD)) {
+                log_msg(CPB_LOG_INFO, NULL, 0,
+                        "no step stages: orders are staged, and processed by a pipeline with"
+                        " steps");
+            }
         } else if (!r.fatal_db) {
             run_orders(&r);
         }
@@ -1813,6 +2099,7 @@ out:
     }
     p->env.emit = NULL;
     p->env.emit_many = NULL;
+    p->env.emit_records = NULL;
     p->env.withdraw = NULL;
     p->env.event = NULL;
     p->env.owner = NULL;
@@ -1981,6 +2268,7 @@ void runner_intake_close(struct runner_intake *in)
     struct pipeline *p = in->r.p;
     p->env.emit = NULL;
     p->env.emit_many = NULL;
+    p->env.emit_records = NULL;
     p->env.withdraw = NULL;
     p->env.event = NULL;
     p->env.owner = NULL;

@@ -189,6 +189,9 @@ enum cpb_status staging_state_set(struct db *db, const char *key, const char *va
 /* The run log (USER_SYNC_LOG). */
 struct run_counts {
     unsigned staged, claimed, applied, retry, invalid, dead, after_done, after_failed;
+    /* records that are not orders (ABI 1.5): queued (new or changed) by
+     * sources, claimed, done, retrying, dead */
+    unsigned rec_queued, rec_claimed, rec_done, rec_retry, rec_dead;
 };
 enum cpb_status staging_run_start(struct db *db, const char *run_id, const char *pipeline,
                                   const char *host, int64_t now);

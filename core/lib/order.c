@@ -884,14 +884,41 @@ out:
     return rc;
 }
 
-int order_hash(json_t *normalized, char out[65])
+int json_hash(json_t *value, char out[65])
 {
     static const char hex[] = "0123456789abcdef";
-    static const char *const volatile_keys[] = {"status", "modified", "paid", "problems"};
-    json_t *copy = NULL;
     char *text = NULL;
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
+    int rc = -1;
+
+    if (out == NULL) {
+        return -1;
+    }
+    out[0] = '\0';
+    text =
+        value != NULL ? json_dumps(value, JSON_SORT_KEYS | JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    if (text == NULL) {
+        goto out;
+    }
+    if (EVP_Digest(text, strlen(text), md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32) {
+        goto out;
+    }
+    for (unsigned int i = 0; i < mdlen; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 0x0f];
+    }
+    out[64] = '\0';
+    rc = 0;
+out:
+    free(text);
+    return rc;
+}
+
+int order_hash(json_t *normalized, char out[65])
+{
+    static const char *const volatile_keys[] = {"status", "modified", "paid", "problems"};
+    json_t *copy = NULL;
     int rc = -1;
 
     if (out == NULL) {
@@ -908,21 +935,8 @@ int order_hash(json_t *normalized, char out[65])
     for (size_t i = 0; i < sizeof volatile_keys / sizeof volatile_keys[0]; i++) {
         json_object_del(copy, volatile_keys[i]); /* absent keys are fine */
     }
-    text = json_dumps(copy, JSON_SORT_KEYS | JSON_COMPACT);
-    if (text == NULL) {
-        goto out;
-    }
-    if (EVP_Digest(text, strlen(text), md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32) {
-        goto out;
-    }
-    for (unsigned int i = 0; i < mdlen; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 0x0f];
-    }
-    out[64] = '\0';
-    rc = 0;
+    rc = json_hash(copy, out);
 out:
-    free(text);
     json_decref(copy);
     return rc;
 }

@@ -92,4 +92,11 @@ int order_normalize(json_t *raw, json_t **out, char *msg, size_t msglen);
  */
 int order_hash(json_t *normalized, char out[65]);
 
+/*
+ * SHA-256 (hex, lower case) of `value`'s canonical JSON (sorted keys,
+ * compact; borrowed) into out (the caller's 65 bytes). Returns 0, or -1
+ * (NULL value, out of memory).
+ */
+int json_hash(json_t *value, char out[65]);
+
 #endif

@@ -5,6 +5,7 @@
 #include "cpbtest.h"
 
 #include "engine/schema.h"
+#include "services/sql.h"
 
 #include <CUnit/Basic.h>
 #include <stdarg.h>
@@ -293,4 +294,30 @@ struct db *cpbtest_connect(const char *conn, enum db_dialect dialect)
         CU_FAIL_FATAL("cannot connect to the test database");
     }
     return db;
+}
+
+int64_t cpbtest_q_int(struct db *db, const char *sql, const char *arg)
+{
+    int64_t v = -1;
+    bool is_null = false;
+    struct sql_arg a[] = {sql_text(arg)};
+    if (sql_query_int(db, sql, a, arg != NULL ? 1 : 0, &v, &is_null) != CPB_OK) {
+        fprintf(stderr, "query '%s': %s\n", sql, db_last_error(db));
+        return -1;
+    }
+    return is_null ? 0 : v;
+}
+
+char *cpbtest_q_text(struct db *db, const char *sql, const char *arg)
+{
+    struct cpb_stmt *st = NULL;
+    const char *v = NULL;
+    char *out = NULL;
+    struct sql_arg a[] = {sql_text(arg)};
+    if (sql_query(db, sql, a, arg != NULL ? 1 : 0, &st) == CPB_OK && db_fetch(st) == CPB_OK &&
+        db_col_text(st, 1, &v) == CPB_OK && v != NULL) {
+        out = strdup(v);
+    }
+    db_finalize(st);
+    return out;
 }

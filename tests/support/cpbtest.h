@@ -71,6 +71,15 @@ struct db *cpbtest_connect(const char *conn, enum db_dialect dialect);
 /* Drop what cpbtest_db_fresh made on PostgreSQL (nothing on SQLite). */
 void cpbtest_db_drop(void);
 
+/* The integer the query `sql` gives (its first column of the first row),
+ * with `arg` (borrowed; NULL: no parameter) bound to its one `?`: 0 for SQL
+ * NULL, -1 after printing why when the query fails or returns no row. */
+int64_t cpbtest_q_int(struct db *db, const char *sql, const char *arg);
+
+/* As cpbtest_q_int, for text: a new string (free()), NULL for SQL NULL,
+ * no row or a failure. */
+char *cpbtest_q_text(struct db *db, const char *sql, const char *arg);
+
 /* Read a whole file into a new NUL-terminated string (free()); NULL on
  * error. *len (may be NULL) receives the length. */
 char *cpbtest_slurp(const char *path, size_t *len);

@@ -49,17 +49,6 @@ static int64_t q_dec(struct db *db, const char *sql, const char *a1, const char 
     return null ? 0 : v;
 }
 
-static int64_t q_int(struct db *db, const char *sql, const char *arg)
-{
-    int64_t v = -1;
-    struct sql_arg a[] = {sql_text(arg)};
-    if (sql_query_int(db, sql, a, arg != NULL ? 1 : 0, &v, NULL) != CPB_OK) {
-        fprintf(stderr, "query '%s': %s\n", sql, db_last_error(db));
-        v = -1;
-    }
-    return v;
-}
-
 static int64_t on_so(struct db *db, const char *item)
 {
     return q_dec(db, "SELECT QTY_ON_SO FROM IM_INV WHERE ITEM_NO = ? AND LOC_ID = 'MAIN'", item,
@@ -175,10 +164,10 @@ static void test_seeded_drift(void)
 {
     struct db *db = connect_db();
     /* Three orders' documents, and the quantities before the seeding. */
-    int64_t doc_gone =
-        q_int(db, "SELECT CP_DOC_ID FROM USER_ORDER_STAGING WHERE EXT_ORDER_ID = ?", "70001");
-    int64_t doc_edit =
-        q_int(db, "SELECT CP_DOC_ID FROM USER_ORDER_STAGING WHERE EXT_ORDER_ID = ?", "70002");
+    int64_t doc_gone = cpbtest_q_int(
+        db, "SELECT CP_DOC_ID FROM USER_ORDER_STAGING WHERE EXT_ORDER_ID = ?", "70001");
+    int64_t doc_edit = cpbtest_q_int(
+        db, "SELECT CP_DOC_ID FROM USER_ORDER_STAGING WHERE EXT_ORDER_ID = ?", "70002");
     CU_ASSERT_FATAL(doc_gone > 0 && doc_edit > 0);
     int64_t tshirt = on_so(db, "TSHIRT-BLU-M");
     int64_t jeans = on_so(db, "JEANS-SLIM-3232");
@@ -228,15 +217,15 @@ static void test_seeded_drift(void)
     CU_ASSERT_EQUAL(on_so(db, "JEANS-SLIM-3232"),
                     jeans - jeans / N_ORDERS /* doc_gone's */ + 10000 /* the edit */);
     CU_ASSERT_EQUAL(on_so(db, "SOCK-CREW-3PK"), socks - socks / N_ORDERS);
-    CU_ASSERT_EQUAL(q_int(db,
-                          "SELECT COUNT(*) FROM USER_ORDER_EVENT WHERE KIND = 'drift.fix'"
-                          " AND MESSAGE LIKE ?",
-                          "seeded drift: %"),
+    CU_ASSERT_EQUAL(cpbtest_q_int(db,
+                                  "SELECT COUNT(*) FROM USER_ORDER_EVENT WHERE KIND = 'drift.fix'"
+                                  " AND MESSAGE LIKE ?",
+                                  "seeded drift: %"),
                     6);
-    CU_ASSERT_EQUAL(q_int(db,
-                          "SELECT COUNT(*) FROM USER_ORDER_EVENT WHERE KIND = 'drift.fix'"
-                          " AND CODE = ?",
-                          "drift.column_low"),
+    CU_ASSERT_EQUAL(cpbtest_q_int(db,
+                                  "SELECT COUNT(*) FROM USER_ORDER_EVENT WHERE KIND = 'drift.fix'"
+                                  " AND CODE = ?",
+                                  "drift.column_low"),
                     1);
     /* The record follows the document: a rollback now gives back 2 pairs. */
     CU_ASSERT_EQUAL(q_dec(db,

@@ -536,7 +536,7 @@ static void test_check_descriptor(void)
     expect_in(err.msg, "no process function");
     d.process = s.desc->process;
 
-    int kinds[] = {0, 5, -1};
+    int kinds[] = {0, 6, -1};
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
         struct err e = {0};
         char want[40];
@@ -548,6 +548,23 @@ static void test_check_descriptor(void)
     d.kind = CPB_NOTIFY;
     struct err e1 = {0};
     CU_ASSERT_EQUAL(loader_check("good-stage", NULL, &d, &e1), 0);
+
+    /* The record kind (ABI 1.5) is known to stages built for 1.5 only; a
+     * stage built for 1.4 still loads with the kinds it knew. */
+    d.kind = CPB_RECORD;
+    struct err e1a = {0};
+    CU_ASSERT_EQUAL(loader_check("good-stage", NULL, &d, &e1a), 0);
+    d.abi_minor = 4;
+    struct err e1b = {0};
+    CU_ASSERT_EQUAL(loader_check("good-stage", NULL, &d, &e1b), -1);
+    expect_in(e1b.msg, "unknown kind 5");
+    expect_in(e1b.msg, "record from ABI 1.5 on");
+    d.kind = CPB_STEP;
+    struct err e1c = {0};
+    CU_ASSERT_EQUAL(loader_check("good-stage", NULL, &d, &e1c), 0);
+    d.abi_minor = CPB_ABI_MINOR;
+    CU_ASSERT_STRING_EQUAL(loader_kind_name(CPB_RECORD), "record");
+    CU_ASSERT_STRING_EQUAL(loader_kind_name((enum cpb_kind)9), "?");
 
     d.name = NULL;
     struct err e2 = {0};
@@ -578,11 +595,15 @@ static void test_check_descriptor(void)
     d.kind = CPB_STEP;
     struct err e7 = {0};
     CU_ASSERT_EQUAL(loader_check("good-stage", NULL, &d, &e7), -1);
-    expect_in(e7.msg, "process_batch is for after-commit stages only");
+    expect_in(e7.msg, "process_batch is for after-commit and record stages only");
     d.kind = CPB_AFTER_COMMIT;
     struct err e8 = {0};
     CU_ASSERT_EQUAL(loader_check("good-stage", NULL, &d, &e8), 0);
     CU_ASSERT_PTR_EQUAL(loader_process_batch(&d), batch_noop);
+    d.kind = CPB_RECORD;
+    struct err e8a = {0};
+    CU_ASSERT_EQUAL(loader_check("good-stage", NULL, &d, &e8a), 0);
+    d.kind = CPB_AFTER_COMMIT;
 
     /* receive (ABI 1.3) belongs to source stages only, and is not read
      * from a descriptor built before 1.3. */

@@ -298,7 +298,7 @@ static void test_format_and_figures(void)
     struct parsed p;
     struct err e = {0};
     int64_t now = host_now_ms();
-    const struct run_counts counts = {3, 4, 2, 1, 1, 0, 2, 1};
+    const struct run_counts counts = {3, 4, 2, 1, 1, 0, 2, 1, 0, 0, 0, 0, 0};
     const struct metrics_run run = {"ops-test", 0, now - 2500, 2500, &counts, 1, stages, 3};
     add_order(db, "1", "PENDING", now - 10 * 60 * 1000);
     add_order(db, "2", "PENDING", now - 60 * 1000);

@@ -137,41 +137,17 @@ static struct db *connect_db(void)
     return cpbtest_connect(conn, dialect);
 }
 
-static int64_t q_int(struct db *db, const char *sql, const char *arg)
-{
-    int64_t v = -1;
-    bool is_null = false;
-    struct sql_arg a[] = {sql_text(arg)};
-    if (sql_query_int(db, sql, a, arg != NULL ? 1 : 0, &v, &is_null) != CPB_OK) {
-        fprintf(stderr, "query '%s': %s\n", sql, db_last_error(db));
-        return -1;
-    }
-    return is_null ? 0 : v;
-}
-
-static char *q_text(struct db *db, const char *sql, const char *arg)
-{
-    struct cpb_stmt *st = NULL;
-    const char *v = NULL;
-    char *out = NULL;
-    if (sql_query(db, sql, (struct sql_arg[]){sql_text(arg)}, 1, &st) == CPB_OK &&
-        db_fetch(st) == CPB_OK && db_col_text(st, 1, &v) == CPB_OK && v != NULL) {
-        out = strdup(v);
-    }
-    db_finalize(st);
-    return out;
-}
-
 static int64_t rows_of(struct db *db, const char *ext)
 {
-    return q_int(db, "SELECT COUNT(*) FROM USER_ORDER_STAGING WHERE EXT_ORDER_ID = ?", ext);
+    return cpbtest_q_int(db, "SELECT COUNT(*) FROM USER_ORDER_STAGING WHERE EXT_ORDER_ID = ?", ext);
 }
 
 /* Wait up to 10 s for order ext to reach `status`; true when it did. */
 static bool wait_status(struct db *db, const char *ext, const char *status)
 {
     for (int i = 0; i < 200; i++) {
-        char *s = q_text(db, "SELECT STATUS FROM USER_ORDER_STAGING WHERE EXT_ORDER_ID = ?", ext);
+        char *s =
+            cpbtest_q_text(db, "SELECT STATUS FROM USER_ORDER_STAGING WHERE EXT_ORDER_ID = ?", ext);
         bool done = s != NULL && strcmp(s, status) == 0;
         free(s);
         if (done) {
@@ -295,7 +271,7 @@ static void test_refusals(void)
     char sig[64];
     char *o = order_text(6001, "processing", "TSHIRT-BLU-M");
     size_t len = strlen(o);
-    int64_t before = q_int(db, "SELECT COUNT(*) FROM USER_ORDER_STAGING", NULL);
+    int64_t before = cpbtest_q_int(db, "SELECT COUNT(*) FROM USER_ORDER_STAGING", NULL);
     /* The ping: unsigned, form-encoded, 200. */
     CU_ASSERT_EQUAL(post("/webhooks/shop", NULL, NULL, "webhook_id=7", 12, out, sizeof out), 200);
     /* No signature, a wrong one, one of other bytes: 401. */
@@ -323,7 +299,7 @@ static void test_refusals(void)
     /* Another route, another method. */
     CU_ASSERT_EQUAL(post("/webhooks/nope", "order.created", sig, o, len, NULL, 0), 404);
     CU_ASSERT_EQUAL(post("/elsewhere", "order.created", sig, o, len, NULL, 0), 404);
-    CU_ASSERT_EQUAL(q_int(db, "SELECT COUNT(*) FROM USER_ORDER_STAGING", NULL), before);
+    CU_ASSERT_EQUAL(cpbtest_q_int(db, "SELECT COUNT(*) FROM USER_ORDER_STAGING", NULL), before);
     free(held);
     free(o);
     db_close(db);
@@ -335,7 +311,7 @@ static void test_delivery_staged_then_applied(void)
 {
     struct db *db = connect_db();
     char *o = order_text(6101, "processing", "TSHIRT-BLU-M");
-    int64_t docs = q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL);
+    int64_t docs = cpbtest_q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL);
     CU_ASSERT_EQUAL(deliver("order.created", o), 200);
     CU_ASSERT_EQUAL(rows_of(db, "6101"), 1); /* durable when answered */
     CU_ASSERT_TRUE(wait_status(db, "6101", "APPLIED"));
@@ -344,7 +320,7 @@ static void test_delivery_staged_then_applied(void)
     CU_ASSERT_EQUAL(deliver("order.created", o), 200);
     pause_ms(300);
     CU_ASSERT_EQUAL(rows_of(db, "6101"), 1);
-    CU_ASSERT_EQUAL(q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL), docs + 1);
+    CU_ASSERT_EQUAL(cpbtest_q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL), docs + 1);
     /* A burst: every order applied once. */
     for (int id = 6110; id < 6130; id++) {
         char *b = order_text(id, "processing", "TSHIRT-BLU-M");
@@ -352,19 +328,20 @@ static void test_delivery_staged_then_applied(void)
         free(b);
     }
     CU_ASSERT_TRUE(wait_status(db, "6129", "APPLIED"));
-    for (int i = 0; i < 200 && q_int(db,
-                                     "SELECT COUNT(*) FROM USER_ORDER_STAGING WHERE STATUS ="
-                                     " 'APPLIED' AND EXT_ORDER_ID >= ?",
-                                     "6110") < 20;
+    for (int i = 0;
+         i < 200 && cpbtest_q_int(db,
+                                  "SELECT COUNT(*) FROM USER_ORDER_STAGING WHERE STATUS ="
+                                  " 'APPLIED' AND EXT_ORDER_ID >= ?",
+                                  "6110") < 20;
          i++) {
         pause_ms(50);
     }
-    CU_ASSERT_EQUAL(q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL), docs + 21);
-    CU_ASSERT_EQUAL(q_int(db,
-                          "SELECT COUNT(*) FROM USER_ORDER_EVENT WHERE KIND = 'applied' AND"
-                          " STAGING_ID IN (SELECT STAGING_ID FROM USER_ORDER_STAGING WHERE"
-                          " EXT_ORDER_ID >= ?)",
-                          "6101"),
+    CU_ASSERT_EQUAL(cpbtest_q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL), docs + 21);
+    CU_ASSERT_EQUAL(cpbtest_q_int(db,
+                                  "SELECT COUNT(*) FROM USER_ORDER_EVENT WHERE KIND = 'applied' AND"
+                                  " STAGING_ID IN (SELECT STAGING_ID FROM USER_ORDER_STAGING WHERE"
+                                  " EXT_ORDER_ID >= ?)",
+                                  "6101"),
                     21);
     free(o);
     db_close(db);
@@ -417,35 +394,38 @@ static void test_deleted(void)
     CU_ASSERT_TRUE(wait_status(db, "6301", "INVALID"));
     CU_ASSERT_EQUAL(deliver("order.deleted", "{\"id\":6301}"), 200);
     CU_ASSERT_TRUE(wait_status(db, "6301", "CANCELLED"));
-    CU_ASSERT_EQUAL(q_int(db,
-                          "SELECT COUNT(*) FROM USER_ORDER_EVENT E JOIN USER_ORDER_STAGING S ON"
-                          " S.STAGING_ID = E.STAGING_ID WHERE S.EXT_ORDER_ID = ? AND E.KIND ="
-                          " 'cancelled' AND E.CODE = 'order.deleted'",
-                          "6301"),
-                    1);
+    CU_ASSERT_EQUAL(
+        cpbtest_q_int(db,
+                      "SELECT COUNT(*) FROM USER_ORDER_EVENT E JOIN USER_ORDER_STAGING S ON"
+                      " S.STAGING_ID = E.STAGING_ID WHERE S.EXT_ORDER_ID = ? AND E.KIND ="
+                      " 'cancelled' AND E.CODE = 'order.deleted'",
+                      "6301"),
+        1);
     /* Applied (6101, above), under run.store_cancel = "rollback": the
      * workers roll it back, once, however often the store says so. */
-    int64_t docs = q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL);
+    int64_t docs = cpbtest_q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL);
     CU_ASSERT_EQUAL(deliver("order.deleted", "{\"id\":6101}"), 200);
     CU_ASSERT_EQUAL(deliver("order.deleted", "{\"id\":6101}"), 200);
     CU_ASSERT_TRUE(wait_status(db, "6101", "ROLLED_BACK"));
-    CU_ASSERT_EQUAL(q_int(db,
-                          "SELECT COUNT(*) FROM USER_ORDER_EVENT E JOIN USER_ORDER_STAGING S ON"
-                          " S.STAGING_ID = E.STAGING_ID WHERE S.EXT_ORDER_ID = ? AND E.KIND ="
-                          " 'changed.after_apply' AND E.CODE = 'order.deleted'",
-                          "6101"),
-                    1);
-    CU_ASSERT_EQUAL(q_int(db,
-                          "SELECT COUNT(*) FROM USER_ORDER_EVENT E JOIN USER_ORDER_STAGING S ON"
-                          " S.STAGING_ID = E.STAGING_ID WHERE S.EXT_ORDER_ID = ? AND E.KIND ="
-                          " 'rollback' AND E.CODE = 'store.rollback'",
-                          "6101"),
-                    1);
+    CU_ASSERT_EQUAL(
+        cpbtest_q_int(db,
+                      "SELECT COUNT(*) FROM USER_ORDER_EVENT E JOIN USER_ORDER_STAGING S ON"
+                      " S.STAGING_ID = E.STAGING_ID WHERE S.EXT_ORDER_ID = ? AND E.KIND ="
+                      " 'changed.after_apply' AND E.CODE = 'order.deleted'",
+                      "6101"),
+        1);
+    CU_ASSERT_EQUAL(
+        cpbtest_q_int(db,
+                      "SELECT COUNT(*) FROM USER_ORDER_EVENT E JOIN USER_ORDER_STAGING S ON"
+                      " S.STAGING_ID = E.STAGING_ID WHERE S.EXT_ORDER_ID = ? AND E.KIND ="
+                      " 'rollback' AND E.CODE = 'store.rollback'",
+                      "6101"),
+        1);
     /* An applied order the store sets to cancelled (order.updated): the same. */
     char *gone = order_text(6110, "cancelled", "TSHIRT-BLU-M");
     CU_ASSERT_EQUAL(deliver("order.updated", gone), 200);
     CU_ASSERT_TRUE(wait_status(db, "6110", "ROLLED_BACK"));
-    CU_ASSERT_EQUAL(q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL), docs - 2);
+    CU_ASSERT_EQUAL(cpbtest_q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL), docs - 2);
     free(gone);
     /* Unknown here: nothing to do, still 200 (the store must not retry). */
     CU_ASSERT_EQUAL(deliver("order.deleted", "{\"id\":99999}"), 200);
@@ -469,11 +449,11 @@ static void test_run_beside(void)
     CU_ASSERT(code == 0 || code == 1); /* not 75: no lock is held by the server */
     CU_ASSERT_TRUE(wait_status(db, "6409", "APPLIED"));
     pause_ms(300);
-    CU_ASSERT_EQUAL(q_int(db,
-                          "SELECT COUNT(*) FROM USER_ORDER_EVENT WHERE KIND = 'applied' AND"
-                          " STAGING_ID IN (SELECT STAGING_ID FROM USER_ORDER_STAGING WHERE"
-                          " EXT_ORDER_ID >= ? AND EXT_ORDER_ID < '6410')",
-                          "6400"),
+    CU_ASSERT_EQUAL(cpbtest_q_int(db,
+                                  "SELECT COUNT(*) FROM USER_ORDER_EVENT WHERE KIND = 'applied' AND"
+                                  " STAGING_ID IN (SELECT STAGING_ID FROM USER_ORDER_STAGING WHERE"
+                                  " EXT_ORDER_ID >= ? AND EXT_ORDER_ID < '6410')",
+                                  "6400"),
                     10);
     db_close(db);
 }

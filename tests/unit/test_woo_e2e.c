@@ -104,19 +104,6 @@ static struct db *connect_db(void)
     return cpbtest_connect(conn, dialect);
 }
 
-static int64_t q_int(struct db *db, const char *sql, const char *arg)
-{
-    int64_t v = -1;
-    bool is_null = false;
-    struct sql_arg a[] = {sql_text(arg)};
-    enum cpb_status rc = sql_query_int(db, sql, a, arg != NULL ? 1 : 0, &v, &is_null);
-    if (rc != CPB_OK) {
-        fprintf(stderr, "query '%s': %s\n", sql, db_last_error(db));
-        return -1;
-    }
-    return is_null ? 0 : v;
-}
-
 static int64_t q_decimal(struct db *db, const char *sql)
 {
     struct cpb_stmt *st = NULL;
@@ -301,7 +288,7 @@ static void test_end_to_end(void)
     const char *path = write_pipeline("flag");
     struct db *db = connect_db();
     int64_t so_before = q_decimal(db, "SELECT SUM(QTY_ON_SO) FROM IM_INV");
-    int64_t docs_before = q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL);
+    int64_t docs_before = cpbtest_q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL);
     if (dialect == DB_POSTGRESQL) {
         /* Which transaction staged each order: a page is one. */
         CU_ASSERT_EQUAL_FATAL(db_begin(db), CPB_OK);
@@ -329,7 +316,8 @@ static void test_end_to_end(void)
     CU_ASSERT_EQUAL(res.counts.after_failed, 0);
     check_applied(db, &applied);
     CU_ASSERT_EQUAL(applied, res.counts.applied);
-    CU_ASSERT_EQUAL(q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL) - docs_before, applied);
+    CU_ASSERT_EQUAL(cpbtest_q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL) - docs_before,
+                    applied);
     /* Inventory committed by exactly the applied lines' quantities. */
     int64_t so_after = q_decimal(db, "SELECT SUM(QTY_ON_SO) FROM IM_INV");
     int64_t lines = q_decimal(db, "SELECT SUM(L.QTY) FROM USER_ORDER_STAGING_LIN L JOIN"
@@ -342,8 +330,8 @@ static void test_end_to_end(void)
          * cancelled and one refunded, which source-woo reads for
          * cancel_statuses and withdraws, never stages): four staging
          * transactions (group commit), not 14. */
-        CU_ASSERT_EQUAL(q_int(db, "SELECT COUNT(*) FROM STAGED_TX", NULL), 14);
-        CU_ASSERT_EQUAL(q_int(db, "SELECT COUNT(DISTINCT TX) FROM STAGED_TX", NULL), 4);
+        CU_ASSERT_EQUAL(cpbtest_q_int(db, "SELECT COUNT(*) FROM STAGED_TX", NULL), 14);
+        CU_ASSERT_EQUAL(cpbtest_q_int(db, "SELECT COUNT(DISTINCT TX) FROM STAGED_TX", NULL), 4);
     }
 
     /* Run 2: nothing new; nothing written to the store or Counterpoint. */
@@ -353,7 +341,8 @@ static void test_end_to_end(void)
     CU_ASSERT_EQUAL(res.counts.applied, 0);
     CU_ASSERT_EQUAL(res.counts.after_done, 0);
     CU_ASSERT_EQUAL(count_requests("PUT") + count_requests("POST"), 0);
-    CU_ASSERT_EQUAL(q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL) - docs_before, applied);
+    CU_ASSERT_EQUAL(cpbtest_q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL) - docs_before,
+                    applied);
 
     /* An applied order edited in the store and set back to processing:
      * flagged for a person, not created again, not written back again. */
@@ -368,26 +357,29 @@ static void test_end_to_end(void)
     CU_ASSERT_EQUAL(res.counts.applied, 0);
     CU_ASSERT_EQUAL(res.counts.after_done, 0);
     CU_ASSERT_EQUAL(count_requests("PUT") + count_requests("POST"), 0);
-    CU_ASSERT_EQUAL(q_int(db,
-                          "SELECT CHANGED_AFTER_APPLY FROM USER_ORDER_STAGING WHERE"
-                          " EXT_ORDER_ID = ?",
-                          "5101"),
+    CU_ASSERT_EQUAL(cpbtest_q_int(db,
+                                  "SELECT CHANGED_AFTER_APPLY FROM USER_ORDER_STAGING WHERE"
+                                  " EXT_ORDER_ID = ?",
+                                  "5101"),
                     1);
-    CU_ASSERT_EQUAL(q_int(db,
-                          "SELECT CHANGED_AFTER_APPLY FROM USER_ORDER_STAGING WHERE"
-                          " EXT_ORDER_ID = ?",
-                          "5102"),
+    CU_ASSERT_EQUAL(cpbtest_q_int(db,
+                                  "SELECT CHANGED_AFTER_APPLY FROM USER_ORDER_STAGING WHERE"
+                                  " EXT_ORDER_ID = ?",
+                                  "5102"),
                     0);
     CU_ASSERT_EQUAL(
-        q_int(db, "SELECT COUNT(*) FROM USER_ORDER_STAGING WHERE EXT_ORDER_ID = ?", "5102"), 1);
-    CU_ASSERT_EQUAL(q_int(db,
-                          "SELECT COUNT(*) FROM USER_ORDER_EVENT E JOIN USER_ORDER_STAGING S"
-                          " ON S.STAGING_ID = E.STAGING_ID WHERE S.EXT_ORDER_ID = ?"
-                          " AND E.KIND = 'staged'",
-                          "5102"),
-                    1);
-    CU_ASSERT_EQUAL(q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL) - docs_before, applied);
-    CU_ASSERT_EQUAL(q_int(db, "SELECT COUNT(*) FROM USER_ORDER_STAGING", NULL), 14);
+        cpbtest_q_int(db, "SELECT COUNT(*) FROM USER_ORDER_STAGING WHERE EXT_ORDER_ID = ?", "5102"),
+        1);
+    CU_ASSERT_EQUAL(
+        cpbtest_q_int(db,
+                      "SELECT COUNT(*) FROM USER_ORDER_EVENT E JOIN USER_ORDER_STAGING S"
+                      " ON S.STAGING_ID = E.STAGING_ID WHERE S.EXT_ORDER_ID = ?"
+                      " AND E.KIND = 'staged'",
+                      "5102"),
+        1);
+    CU_ASSERT_EQUAL(cpbtest_q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL) - docs_before,
+                    applied);
+    CU_ASSERT_EQUAL(cpbtest_q_int(db, "SELECT COUNT(*) FROM USER_ORDER_STAGING", NULL), 14);
     json_t *o = store_order("5101");
     CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(o, "status")), "processing");
     json_decref(o);
@@ -412,7 +404,8 @@ static void test_end_to_end(void)
     /* One status change (POST /orders/batch) and one note (POST .../notes). */
     CU_ASSERT_EQUAL(count_requests("PUT"), 0);
     CU_ASSERT_EQUAL(count_requests("POST"), 2);
-    CU_ASSERT_EQUAL(q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL) - docs_before, applied + 1);
+    CU_ASSERT_EQUAL(cpbtest_q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL) - docs_before,
+                    applied + 1);
     o = store_order("5999");
     CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(o, "status")), "completed");
     CU_ASSERT_EQUAL(json_array_size(json_object_get(o, "notes")), 2); /* status change + ours */
@@ -553,22 +546,22 @@ static void test_cancel_rollback(void)
     char st[32], code[64], msg[1200];
     const char *path = write_pipeline("rollback");
     struct db *db = connect_db();
-    int64_t doc =
-        q_int(db, "SELECT CP_DOC_ID FROM USER_ORDER_STAGING WHERE EXT_ORDER_ID = ?", "5102");
+    int64_t doc = cpbtest_q_int(
+        db, "SELECT CP_DOC_ID FROM USER_ORDER_STAGING WHERE EXT_ORDER_ID = ?", "5102");
     size_t n = commitments(db, "5102", before, 16);
     CU_ASSERT_FATAL(n > 0);
     CU_ASSERT(doc > 0);
-    int64_t docs = q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL);
+    int64_t docs = cpbtest_q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL);
 
     cancel_in_store("5102");
     ctl_do("DELETE", "/_requests", NULL);
     run_once(path, &res);
     CU_ASSERT_STRING_EQUAL(order_status(db, "5102", st, sizeof st), "ROLLED_BACK");
-    CU_ASSERT_EQUAL(q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL), docs - 1);
-    CU_ASSERT_EQUAL(q_int(db,
-                          "SELECT COUNT(*) FROM PS_DOC_LIN L JOIN USER_ORDER_STAGING S ON"
-                          " S.CP_DOC_ID = L.DOC_ID WHERE S.EXT_ORDER_ID = ?",
-                          "5102"),
+    CU_ASSERT_EQUAL(cpbtest_q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL), docs - 1);
+    CU_ASSERT_EQUAL(cpbtest_q_int(db,
+                                  "SELECT COUNT(*) FROM PS_DOC_LIN L JOIN USER_ORDER_STAGING S ON"
+                                  " S.CP_DOC_ID = L.DOC_ID WHERE S.EXT_ORDER_ID = ?",
+                                  "5102"),
                     0);
     struct commit_row left[16];
     CU_ASSERT_EQUAL(commitments(db, "5102", left, 16), 0);
@@ -579,7 +572,8 @@ static void test_cancel_rollback(void)
     CU_ASSERT_STRING_EQUAL(code, "store.rollback");
     CU_ASSERT_PTR_NOT_NULL(strstr(msg, "store cancelled order 5102"));
     CU_ASSERT_EQUAL(
-        q_int(db, "SELECT STORE_CANCELLED FROM USER_ORDER_STAGING WHERE EXT_ORDER_ID = ?", "5102"),
+        cpbtest_q_int(db, "SELECT STORE_CANCELLED FROM USER_ORDER_STAGING WHERE EXT_ORDER_ID = ?",
+                      "5102"),
         0);
     /* The store: still cancelled, one note, no status change. */
     json_t *o = store_order("5102");
@@ -593,7 +587,7 @@ static void test_cancel_rollback(void)
     run_once(path, &res);
     CU_ASSERT_EQUAL(count_requests("POST") + count_requests("PUT"), 0);
     CU_ASSERT_EQUAL(notes_with("5102", "Removed from Counterpoint"), 1);
-    CU_ASSERT_EQUAL(q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL), docs - 1);
+    CU_ASSERT_EQUAL(cpbtest_q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL), docs - 1);
     db_close(db);
 }
 
@@ -605,29 +599,30 @@ static void test_cancel_flag(void)
     char st[32], code[64], msg[1200];
     const char *path = write_pipeline("flag");
     struct db *db = connect_db();
-    int64_t docs = q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL);
+    int64_t docs = cpbtest_q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL);
     cancel_in_store("5108");
     ctl_do("DELETE", "/_requests", NULL);
     run_once(path, &res);
     CU_ASSERT_STRING_EQUAL(order_status(db, "5108", st, sizeof st), "APPLIED");
-    CU_ASSERT_EQUAL(q_int(db,
-                          "SELECT CHANGED_AFTER_APPLY + 10 * STORE_CANCELLED FROM"
-                          " USER_ORDER_STAGING WHERE EXT_ORDER_ID = ?",
-                          "5108"),
+    CU_ASSERT_EQUAL(cpbtest_q_int(db,
+                                  "SELECT CHANGED_AFTER_APPLY + 10 * STORE_CANCELLED FROM"
+                                  " USER_ORDER_STAGING WHERE EXT_ORDER_ID = ?",
+                                  "5108"),
                     1);
-    CU_ASSERT_EQUAL(q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL), docs);
+    CU_ASSERT_EQUAL(cpbtest_q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL), docs);
     CU_ASSERT_TRUE(last_event(db, "5108", "store_cancel.flagged", code, msg, sizeof msg));
     CU_ASSERT_STRING_EQUAL(code, "order.changed");
     CU_ASSERT_EQUAL(count_requests("POST") + count_requests("PUT"), 0);
     /* Flagged once: the next run, under "rollback" even, leaves it to a person. */
     run_once(write_pipeline("rollback"), &res);
     CU_ASSERT_STRING_EQUAL(order_status(db, "5108", st, sizeof st), "APPLIED");
-    CU_ASSERT_EQUAL(q_int(db,
-                          "SELECT COUNT(*) FROM USER_ORDER_EVENT E JOIN USER_ORDER_STAGING S ON"
-                          " S.STAGING_ID = E.STAGING_ID WHERE S.EXT_ORDER_ID = ? AND"
-                          " E.KIND = 'store_cancel.flagged'",
-                          "5108"),
-                    1);
+    CU_ASSERT_EQUAL(
+        cpbtest_q_int(db,
+                      "SELECT COUNT(*) FROM USER_ORDER_EVENT E JOIN USER_ORDER_STAGING S ON"
+                      " S.STAGING_ID = E.STAGING_ID WHERE S.EXT_ORDER_ID = ? AND"
+                      " E.KIND = 'store_cancel.flagged'",
+                      "5108"),
+        1);
     db_close(db);
 }
 
@@ -641,8 +636,8 @@ static void test_cancel_refused(void)
     char st[32], code[64], msg[1200];
     const char *path = write_pipeline("rollback");
     struct db *db = connect_db();
-    int64_t doc =
-        q_int(db, "SELECT CP_DOC_ID FROM USER_ORDER_STAGING WHERE EXT_ORDER_ID = ?", "5110");
+    int64_t doc = cpbtest_q_int(
+        db, "SELECT CP_DOC_ID FROM USER_ORDER_STAGING WHERE EXT_ORDER_ID = ?", "5110");
     CU_ASSERT_FATAL(doc > 0);
     /* "Posted": Counterpoint moved the document to its history tables. */
     static const char *const tables[] = {
@@ -654,14 +649,14 @@ static void test_cancel_refused(void)
         CU_ASSERT_EQUAL(sql_exec(db, sql, (struct sql_arg[]){sql_int(doc)}, 1, NULL), CPB_OK);
     }
     /* Edited: changed in Counterpoint an hour after cpbridge wrote it. */
-    int64_t doc2 =
-        q_int(db, "SELECT CP_DOC_ID FROM USER_ORDER_STAGING WHERE EXT_ORDER_ID = ?", "5111");
+    int64_t doc2 = cpbtest_q_int(
+        db, "SELECT CP_DOC_ID FROM USER_ORDER_STAGING WHERE EXT_ORDER_ID = ?", "5111");
     CU_ASSERT_EQUAL(
         sql_exec(db, "UPDATE PS_DOC_HDR SET LST_MAINT_DT = ? WHERE DOC_ID = ?",
                  (struct sql_arg[]){sql_time(host_now_ms() + 3600 * 1000), sql_int(doc2)}, 2, NULL),
         CPB_OK);
     size_t n = commitments(db, "5111", before, 16);
-    int64_t docs = q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL);
+    int64_t docs = cpbtest_q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL);
     cancel_in_store("5110");
     cancel_in_store("5111");
     ctl_do("DELETE", "/_requests", NULL);
@@ -672,7 +667,7 @@ static void test_cancel_refused(void)
     CU_ASSERT_STRING_EQUAL(order_status(db, "5111", st, sizeof st), "APPLIED");
     CU_ASSERT_TRUE(last_event(db, "5111", "store_cancel.flagged", code, msg, sizeof msg));
     CU_ASSERT_PTR_NOT_NULL(strstr(msg, "edited in Counterpoint"));
-    CU_ASSERT_EQUAL(q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL), docs);
+    CU_ASSERT_EQUAL(cpbtest_q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL), docs);
     for (size_t i = 0; i < n; i++) {
         CU_ASSERT_EQUAL(on_so(db, before[i].item, before[i].loc), before[i].on_so);
     }
@@ -688,7 +683,7 @@ static void test_partial_refund_and_edit(void)
     char st[32], code[64], msg[1200];
     const char *path = write_pipeline("rollback");
     struct db *db = connect_db();
-    int64_t docs = q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL);
+    int64_t docs = cpbtest_q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL);
     ctl_do("POST", "/_orders/5114/touch",
            "{\"status\": \"processing\", \"refunds\": [{\"id\": 77, \"reason\": \"Mug arrived"
            " chipped\", \"total\": \"-5.00\"}]}");
@@ -720,17 +715,17 @@ static void test_partial_refund_and_edit(void)
     snprintf(want, sizeof want, "SKU '%s' qty %lld -> %lld, amount ", sku_copy, (long long)qty,
              (long long)qty + 1);
     CU_ASSERT_PTR_NOT_NULL(strstr(msg, want));
-    CU_ASSERT_EQUAL(q_int(db,
-                          "SELECT SUM(CHANGED_AFTER_APPLY) FROM USER_ORDER_STAGING WHERE"
-                          " EXT_ORDER_ID IN ('5114', '5115')",
-                          NULL),
+    CU_ASSERT_EQUAL(cpbtest_q_int(db,
+                                  "SELECT SUM(CHANGED_AFTER_APPLY) FROM USER_ORDER_STAGING WHERE"
+                                  " EXT_ORDER_ID IN ('5114', '5115')",
+                                  NULL),
                     2);
-    CU_ASSERT_EQUAL(q_int(db,
-                          "SELECT CHANGED_AFTER_APPLY FROM USER_ORDER_STAGING WHERE"
-                          " EXT_ORDER_ID = ?",
-                          "5117"),
+    CU_ASSERT_EQUAL(cpbtest_q_int(db,
+                                  "SELECT CHANGED_AFTER_APPLY FROM USER_ORDER_STAGING WHERE"
+                                  " EXT_ORDER_ID = ?",
+                                  "5117"),
                     0);
-    CU_ASSERT_EQUAL(q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL), docs);
+    CU_ASSERT_EQUAL(cpbtest_q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL), docs);
     db_close(db);
 }
 
@@ -744,14 +739,14 @@ static void test_trash_rollback(void)
     int64_t id = 0;
     const char *path = write_pipeline("rollback");
     struct db *db = connect_db();
-    int64_t docs = q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL);
+    int64_t docs = cpbtest_q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL);
     CU_ASSERT_EQUAL(staging_withdraw(db, "shop", "5118", "the store moved order 5118 to the trash",
                                      NULL, host_now_ms(), &out, &id),
                     CPB_OK);
     CU_ASSERT_EQUAL(out, WITHDRAW_FLAGGED);
     run_once(path, &res);
     CU_ASSERT_STRING_EQUAL(order_status(db, "5118", st, sizeof st), "ROLLED_BACK");
-    CU_ASSERT_EQUAL(q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL), docs - 1);
+    CU_ASSERT_EQUAL(cpbtest_q_int(db, "SELECT COUNT(*) FROM PS_DOC_HDR", NULL), docs - 1);
     db_close(db);
 }
 
@@ -775,10 +770,10 @@ static void test_note_once(void)
     CU_ASSERT_STRING_EQUAL(order_status(db, "5120", st, sizeof st), "ROLLED_BACK");
     CU_ASSERT_STRING_EQUAL(order_status(db, "5122", st, sizeof st), "ROLLED_BACK");
     CU_ASSERT_EQUAL(notes_with("5120", "Removed from Counterpoint"), 0);
-    CU_ASSERT_EQUAL(q_int(db,
-                          "SELECT SUM(AFTER_PENDING) FROM USER_ORDER_STAGING WHERE"
-                          " EXT_ORDER_ID IN ('5120', '5122')",
-                          NULL),
+    CU_ASSERT_EQUAL(cpbtest_q_int(db,
+                                  "SELECT SUM(AFTER_PENDING) FROM USER_ORDER_STAGING WHERE"
+                                  " EXT_ORDER_ID IN ('5120', '5122')",
+                                  NULL),
                     2);
     ctl_do("DELETE", "/_fault", NULL);
     /* Due again now, rather than after the backoff. */
@@ -790,10 +785,10 @@ static void test_note_once(void)
     run_once(path, &res);
     CU_ASSERT_EQUAL(notes_with("5120", "Removed from Counterpoint"), 1);
     CU_ASSERT_EQUAL(notes_with("5122", "Removed from Counterpoint"), 1);
-    CU_ASSERT_EQUAL(q_int(db,
-                          "SELECT SUM(AFTER_PENDING) FROM USER_ORDER_STAGING WHERE"
-                          " EXT_ORDER_ID IN ('5120', '5122')",
-                          NULL),
+    CU_ASSERT_EQUAL(cpbtest_q_int(db,
+                                  "SELECT SUM(AFTER_PENDING) FROM USER_ORDER_STAGING WHERE"
+                                  " EXT_ORDER_ID IN ('5120', '5122')",
+                                  NULL),
                     0);
     run_once(path, &res);
     CU_ASSERT_EQUAL(notes_with("5120", "Removed from Counterpoint"), 1);

@@ -461,9 +461,8 @@ struct cpb_host {
      * source should stop), CPB_FAIL outside a source's process or with
      * NULL arrays, else CPB_OK.
      */
-    enum cpb_status (*emit_records)(struct cpb_ctx *ctx, const char *kind,
-                                    const char *const *keys, json_t *const *payloads, size_t n,
-                                    enum cpb_status *out);
+    enum cpb_status (*emit_records)(struct cpb_ctx *ctx, const char *kind, const char *const *keys,
+                                    json_t *const *payloads, size_t n, enum cpb_status *out);
     /*
      * Also since ABI 1.5: a CPB_SOURCE stage may use db_prepare and the
      * statement services in process, to read the database (Counterpoint's
