@@ -1,0 +1,3 @@
+# test_stock_e2e runs the real engine with the stock pipeline's stages
+# loaded from the build's stage directory: build them first.
+add_dependencies(test_stock_e2e stage_source_cp_stock stage_push_woo_stock)
