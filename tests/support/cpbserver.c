@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cpbtest.h"
+#include "services/http.h"
 
 #define PYTHON        "/usr/bin/python3"
 #define START_WAIT_MS 10000
@@ -221,4 +222,40 @@ char *cpbserver_url(const struct cpbserver *s, const char *path)
     }
     snprintf(url, (size_t)n + 1, "http://127.0.0.1:%d%s%s", s->port, slash, path);
     return url;
+}
+
+json_t *cpbserver_json(const struct cpbserver *s, struct http_client *cli, const char *method,
+                       const char *path, const char *body)
+{
+    const char *const hdrs[] = {"Content-Type: application/json", NULL};
+    struct cpb_http_request r;
+    struct cpb_http_response resp;
+    json_error_t jerr;
+    json_t *doc = NULL;
+    char *url = cpbserver_url(s, path);
+    if (url == NULL) {
+        fprintf(stderr, "cpbserver_json: out of memory\n");
+        return NULL;
+    }
+    memset(&r, 0, sizeof r);
+    r.size = sizeof r;
+    r.method = method;
+    r.url = url;
+    r.headers = hdrs;
+    r.body = body;
+    r.body_len = body != NULL ? strlen(body) : 0;
+    r.timeout_ms = 30000;
+    enum cpb_status st = http_perform(cli, &r, &resp);
+    if (st != CPB_OK) {
+        fprintf(stderr, "cpbserver_json: %s %s: HTTP %ld %s\n", method, path, resp.status,
+                resp.error);
+    } else {
+        doc = json_loadb(resp.body, resp.body_len, 0, &jerr);
+        if (doc == NULL) {
+            fprintf(stderr, "cpbserver_json: %s %s: not JSON: %s\n", method, path, jerr.text);
+        }
+    }
+    http_response_free(&resp);
+    free(url);
+    return doc;
 }

@@ -7,8 +7,11 @@
 #ifndef CPBSERVER_H
 #define CPBSERVER_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <sys/types.h>
+
+struct http_client;
 
 /* One running server. Zero-initialise; cpbserver_stop is safe on a zeroed
  * or already stopped server. */
@@ -46,5 +49,16 @@ char *cpbserver_url(const struct cpbserver *s, const char *path);
 /* "<dir>/<name>" of this server's scratch directory, into out (n bytes).
  * Returns out (borrowed from the caller). */
 const char *cpbserver_file(const struct cpbserver *s, const char *name, char *out, size_t n);
+
+/*
+ * One JSON exchange with the server (e.g. the WooCommerce stand-in's
+ * control endpoints /_stats, /_products): `method` on `path` with `body`
+ * (borrowed; NULL for none) sent as application/json through `cli`
+ * (borrowed), 30 s at most. Returns the parsed answer (new reference), or
+ * NULL after printing why (no answer, a non-2xx status, a body that is not
+ * JSON).
+ */
+json_t *cpbserver_json(const struct cpbserver *s, struct http_client *cli, const char *method,
+                       const char *path, const char *body);
 
 #endif

@@ -66,36 +66,14 @@ static struct item items[ITEMS];
 
 static json_t *ctl(const char *method, const char *path, const char *body)
 {
-    char *url = cpbserver_url(&srv, path);
-    const char *const hdrs[] = {"Content-Type: application/json", NULL};
-    struct cpb_http_request r;
-    struct cpb_http_response resp;
-    json_error_t jerr;
-    json_t *doc = NULL;
-    CU_ASSERT_PTR_NOT_NULL_FATAL(url);
-    memset(&r, 0, sizeof r);
-    r.size = sizeof r;
-    r.method = method;
-    r.url = url;
-    r.headers = hdrs;
-    r.body = body;
-    r.body_len = body != NULL ? strlen(body) : 0;
-    r.timeout_ms = 30000;
-    enum cpb_status st = http_perform(cli, &r, &resp);
-    CU_ASSERT_EQUAL(st, CPB_OK);
-    if (st == CPB_OK) {
-        doc = json_loadb(resp.body, resp.body_len, 0, &jerr);
-    }
-    http_response_free(&resp);
-    free(url);
+    json_t *doc = cpbserver_json(&srv, cli, method, path, body);
+    CU_ASSERT_PTR_NOT_NULL(doc);
     return doc;
 }
 
 static void ctl_do(const char *method, const char *path, const char *body)
 {
-    json_t *doc = ctl(method, path, body);
-    CU_ASSERT_PTR_NOT_NULL(doc);
-    json_decref(doc);
+    json_decref(ctl(method, path, body));
 }
 
 /* Requests of route `route` ("POST /products/batch"; NULL: all API
@@ -141,19 +119,6 @@ static struct db *connect_db(void)
     return cpbtest_connect(conn, dialect);
 }
 
-static int64_t q_int(struct db *db, const char *sql, const char *arg)
-{
-    int64_t v = -1;
-    bool is_null = false;
-    struct sql_arg a[] = {sql_text(arg)};
-    enum cpb_status rc = sql_query_int(db, sql, a, arg != NULL ? 1 : 0, &v, &is_null);
-    if (rc != CPB_OK) {
-        fprintf(stderr, "query '%s': %s\n", sql, db_last_error(db));
-        return -1;
-    }
-    return is_null ? 0 : v;
-}
-
 static void exec_ok(struct db *db, const char *sql, const struct sql_arg *a, size_t n)
 {
     enum cpb_status rc = sql_exec(db, sql, a, n, NULL);
@@ -174,55 +139,38 @@ static int64_t expected(const struct item *it)
 /* Records of this pipeline in state `state`. */
 static int64_t records(struct db *db, const char *state)
 {
-    return q_int(db, "SELECT COUNT(*) FROM USER_RECORD_STAGING WHERE STATUS = ?", state);
+    return cpbtest_q_int(db, "SELECT COUNT(*) FROM USER_RECORD_STAGING WHERE STATUS = ?", state);
 }
 
-/* The state of the record of SKU `sku` (into out). */
+/* Column `sql` (a query of one text column with the key as parameter) of
+ * the record of SKU `sku`, into out ("" for none). */
+static const char *record_text(struct db *db, const char *sql, const char *sku, char *out, size_t n)
+{
+    char *v = cpbtest_q_text(db, sql, sku);
+    snprintf(out, n, "%s", v != NULL ? v : "");
+    free(v);
+    return out;
+}
+
 static const char *record_state(struct db *db, const char *sku, char *out, size_t n)
 {
-    struct cpb_stmt *st = NULL;
-    const char *v = NULL;
-    struct sql_arg a[] = {sql_text(sku)};
-    out[0] = '\0';
-    if (sql_query(db, "SELECT STATUS FROM USER_RECORD_STAGING WHERE REC_KEY = ?", a, 1, &st) ==
-            CPB_OK &&
-        db_fetch(st) == CPB_OK && db_col_text(st, 1, &v) == CPB_OK && v != NULL) {
-        snprintf(out, n, "%s", v);
-    }
-    db_finalize(st);
-    return out;
+    return record_text(db, "SELECT STATUS FROM USER_RECORD_STAGING WHERE REC_KEY = ?", sku, out, n);
 }
 
 /* The record's last error code (into out). */
 static const char *record_code(struct db *db, const char *sku, char *out, size_t n)
 {
-    struct cpb_stmt *st = NULL;
-    const char *v = NULL;
-    struct sql_arg a[] = {sql_text(sku)};
-    out[0] = '\0';
-    if (sql_query(db, "SELECT LAST_ERROR_CODE FROM USER_RECORD_STAGING WHERE REC_KEY = ?", a, 1,
-                  &st) == CPB_OK &&
-        db_fetch(st) == CPB_OK && db_col_text(st, 1, &v) == CPB_OK && v != NULL) {
-        snprintf(out, n, "%s", v);
-    }
-    db_finalize(st);
-    return out;
+    return record_text(db, "SELECT LAST_ERROR_CODE FROM USER_RECORD_STAGING WHERE REC_KEY = ?", sku,
+                       out, n);
 }
 
 /* The record's result object (new reference, or NULL). */
 static json_t *record_result(struct db *db, const char *sku)
 {
-    struct cpb_stmt *st = NULL;
-    const char *v = NULL;
-    json_t *doc = NULL;
     json_error_t jerr;
-    struct sql_arg a[] = {sql_text(sku)};
-    if (sql_query(db, "SELECT RESULT FROM USER_RECORD_STAGING WHERE REC_KEY = ?", a, 1, &st) ==
-            CPB_OK &&
-        db_fetch(st) == CPB_OK && db_col_text(st, 1, &v) == CPB_OK && v != NULL) {
-        doc = json_loads(v, 0, &jerr);
-    }
-    db_finalize(st);
+    char *v = cpbtest_q_text(db, "SELECT RESULT FROM USER_RECORD_STAGING WHERE REC_KEY = ?", sku);
+    json_t *doc = v != NULL ? json_loads(v, 0, &jerr) : NULL;
+    free(v);
     return doc;
 }
 
@@ -626,11 +574,12 @@ static void test_unknown_sku(void)
     CU_ASSERT_EQUAL(stat_route(NULL), 0);
     CU_ASSERT_STRING_EQUAL(record_state(db, "NOPE-1", st, sizeof st), "DEAD");
     /* Reported once: one 'dead' audit row over both runs. */
-    CU_ASSERT_EQUAL(q_int(db,
-                          "SELECT COUNT(*) FROM USER_RECORD_EVENT E JOIN USER_RECORD_STAGING S ON"
-                          " S.RECORD_ID = E.RECORD_ID WHERE S.REC_KEY = ? AND E.KIND = 'dead'",
-                          "NOPE-1"),
-                    1);
+    CU_ASSERT_EQUAL(
+        cpbtest_q_int(db,
+                      "SELECT COUNT(*) FROM USER_RECORD_EVENT E JOIN USER_RECORD_STAGING S ON"
+                      " S.RECORD_ID = E.RECORD_ID WHERE S.REC_KEY = ? AND E.KIND = 'dead'",
+                      "NOPE-1"),
+        1);
     db_close(db);
 }
 
