@@ -356,6 +356,16 @@ static json_t *json_answer(struct push_woo_stock *s, const char *what, enum cpb_
     return doc;
 }
 
+/* The X-WP-TotalPages header of a list answer, or -1 when absent or not a
+ * number. */
+static long total_pages(const struct push_woo_stock *s, const struct cpb_http_response *resp)
+{
+    const char *tp = s->host->http_header(resp, "X-WP-TotalPages");
+    char *end = NULL;
+    long v = tp != NULL ? strtol(tp, &end, 10) : -1;
+    return tp != NULL && end != tp && v >= 0 ? v : -1;
+}
+
 /* One GET whose answer must be a JSON list: *doc (new reference) on CPB_OK
  * and *pages the X-WP-TotalPages header (-1 when absent); otherwise `why`
  * is set and the verdict returned. */
@@ -379,10 +389,7 @@ static enum cpb_status get_list(struct push_woo_stock *s, const char *what, cons
         verdict = CPB_RETRY;
     }
     if (*doc != NULL) {
-        const char *tp = s->host->http_header(&resp, "X-WP-TotalPages");
-        char *end = NULL;
-        long v = tp != NULL ? strtol(tp, &end, 10) : -1;
-        *pages = tp != NULL && end != tp && v >= 0 ? v : -1;
+        *pages = total_pages(s, &resp);
     }
     s->host->http_free(&resp);
     return *doc != NULL ? CPB_OK : verdict;
@@ -555,6 +562,83 @@ static enum cpb_status read_pages(struct push_woo_stock *s, const char *route, b
     return CPB_FAIL;
 }
 
+/* What a list answers a page without per_page (WooCommerce's default). */
+#define DEFAULT_PAGE 10
+/* Variation lists asked for at once. */
+#define LIST_CHUNK 64
+
+/* One variation list's first page (its answer, borrowed) into the index;
+ * a product with more variations than that page holds is read again page
+ * by page, 100 a page. */
+static enum cpb_status first_page(struct push_woo_stock *s, const char *route, int64_t parent,
+                                  enum cpb_status st, const struct cpb_http_response *resp,
+                                  struct var_entry **vars, size_t *n, size_t *cap,
+                                  struct reason *why)
+{
+    char what[120];
+    enum cpb_status verdict = CPB_OK;
+    enum cpb_status rc = CPB_OK;
+    snprintf(what, sizeof what, "listing the variations of product %lld", (long long)parent);
+    json_t *doc = json_answer(s, what, st, resp, why, &verdict, NULL);
+    long pages = total_pages(s, resp);
+    if (doc == NULL) {
+        return verdict;
+    }
+    if (!json_is_array(doc)) {
+        snprintf(why->code, sizeof why->code, "stock.bad_json");
+        snprintf(why->msg, sizeof why->msg, "%s: HTTP %ld, the answer is not a list", what,
+                 resp->status);
+        rc = CPB_RETRY;
+    } else if (pages == 1 || (pages < 0 && json_array_size(doc) < DEFAULT_PAGE) ||
+               json_array_size(doc) == 0) {
+        if (index_page(vars, n, cap, doc, parent) != 0) {
+            snprintf(why->code, sizeof why->code, "stock.oom");
+            snprintf(why->msg, sizeof why->msg, "out of memory listing the store's variations");
+            rc = CPB_RETRY;
+        }
+    } else {
+        rc = read_pages(s, route, false, parent, vars, n, cap, NULL, NULL, NULL, why);
+    }
+    json_decref(doc);
+    return rc;
+}
+
+/* The variations of every variable product: the first page of each list
+ * (no query: the store's default page) `connections` at once, the rest of
+ * a longer list page by page. */
+static enum cpb_status read_variations(struct push_woo_stock *s, const int64_t *parents, size_t np,
+                                       struct var_entry **vars, size_t *n, size_t *cap,
+                                       struct reason *why)
+{
+    char routes[LIST_CHUNK][64];
+    const char *rp[LIST_CHUNK];
+    struct cpb_http_response resps[LIST_CHUNK];
+    enum cpb_status st[LIST_CHUNK];
+    enum cpb_status rc = CPB_OK;
+    for (size_t at = 0; rc == CPB_OK && at < np; at += LIST_CHUNK) {
+        size_t k = np - at < LIST_CHUNK ? np - at : LIST_CHUNK;
+        for (size_t j = 0; j < k; j++) {
+            snprintf(routes[j], sizeof routes[j], "/products/%lld/variations",
+                     (long long)parents[at + j]);
+            rp[j] = routes[j];
+        }
+        if (woo_request_many(&s->client, "GET", rp, NULL, k, (unsigned)s->o->conn.max_tries, false,
+                             (unsigned)s->o->connections, resps, st) != CPB_OK) {
+            snprintf(why->code, sizeof why->code, "stock.oom");
+            snprintf(why->msg, sizeof why->msg, "out of memory listing the store's variations");
+            rc = CPB_RETRY;
+        }
+        s->host->metric_add(s->ctx, "catalog_requests", (double)k);
+        for (size_t j = 0; j < k; j++) {
+            if (rc == CPB_OK) {
+                rc = first_page(s, routes[j], parents[at + j], st[j], &resps[j], vars, n, cap, why);
+            }
+            s->host->http_free(&resps[j]);
+        }
+    }
+    return rc;
+}
+
 /* The store's variations, by SKU: read once per run (and again when older
  * than INDEX_MAX_AGE_MS), only when a SKU was not found among products. */
 static enum cpb_status build_index(struct push_woo_stock *s, struct reason *why)
@@ -573,10 +657,8 @@ static enum cpb_status build_index(struct push_woo_stock *s, struct reason *why)
     }
     free_index(s);
     rc = read_pages(s, "/products", true, 0, &vars, &n, &cap, &parents, &np, &pcap, why);
-    for (size_t i = 0; rc == CPB_OK && i < np; i++) {
-        char route[64];
-        snprintf(route, sizeof route, "/products/%lld/variations", (long long)parents[i]);
-        rc = read_pages(s, route, false, parents[i], &vars, &n, &cap, NULL, NULL, NULL, why);
+    if (rc == CPB_OK) {
+        rc = read_variations(s, parents, np, &vars, &n, &cap, why);
     }
     if (rc != CPB_OK) {
         for (size_t i = 0; i < n; i++) {

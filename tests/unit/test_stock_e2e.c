@@ -677,6 +677,47 @@ static void test_id_removed(void)
     db_close(db);
 }
 
+/* A variable product with more variations than the store's default page
+ * (10): its list is read again in full, and every variation is found. */
+static void test_many_variations(void)
+{
+    struct run_result res;
+    struct db *db = connect_db();
+    json_t *spec = json_pack("[{s:s, s:[]}]", "sku", "BIG", "variations");
+    json_t *vars = json_object_get(json_array_get(spec, 0), "variations");
+    for (int v = 1; v <= 12; v++) {
+        char sku[16];
+        snprintf(sku, sizeof sku, "BIG-%d", v);
+        json_array_append_new(vars, json_pack("{s:s}", "sku", sku));
+        struct sql_arg ia[] = {sql_text(sku)};
+        exec_ok(
+            db,
+            "INSERT INTO IM_ITEM (ITEM_NO, DESCR, STAT, IS_ECOMM_ITEM) VALUES (?, 'x', 'A', 'Y')",
+            ia, 1);
+        struct sql_arg va[] = {sql_text(sku), sql_text("MAIN"), sql_decimal(v * 10000)};
+        exec_ok(db, "INSERT INTO IM_INV (ITEM_NO, LOC_ID, QTY_ON_HND) VALUES (?, ?, ?)", va, 3);
+    }
+    char *text = json_dumps(spec, JSON_COMPACT);
+    json_decref(spec);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+    ctl_do("POST", "/_products", text);
+    free(text);
+    ctl_do("DELETE", "/_stats", NULL);
+    run_once(&res);
+    json_t *st = store_stock();
+    for (int v = 1; v <= 12; v++) {
+        char sku[16];
+        snprintf(sku, sizeof sku, "BIG-%d", v);
+        CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_object_get(st, "stock"), sku)), v);
+    }
+    json_decref(st);
+    /* Page 1 of every variable product's list, and BIG's again in full. */
+    CU_ASSERT_EQUAL(stat_route("GET /products/{id}/variations"), PARENTS + 2);
+    CU_ASSERT_EQUAL(stat_route("POST /products/{id}/variations/batch"), 1);
+    CU_ASSERT_EQUAL(wrong_in_store(), 0);
+    db_close(db);
+}
+
 static const struct cpbtest_case cases[] = {
     {"first push", test_first_push},
     {"nothing changed", test_unchanged},
@@ -686,6 +727,7 @@ static const struct cpbtest_case cases[] = {
     {"one bad item in a batch", test_batch_item},
     {"429 and 5xx", test_throttled},
     {"id removed from the store", test_id_removed},
+    {"a product with many variations", test_many_variations},
     {NULL, NULL},
 };
 
