@@ -26,9 +26,11 @@
  *     transient item error (429, 5xx) is CPB_RETRY; another one is CPB_FAIL
  *     "stock.rejected"; an item answered with another quantity than sent is
  *     CPB_FAIL "stock.not_applied"; an item not answered is CPB_RETRY. A
- *     whole request that failed gives its items the verdict of the failure
- *     (429/5xx/timeouts CPB_RETRY after the host's own tries, others
- *     CPB_FAIL), a variations batch answered 404 clears the parent's id.
+ *     whole request that failed is CPB_RETRY for its items (429/5xx and
+ *     timeouts after the host's own tries, and a refused key or a page
+ *     that is not JSON too: no fault of the records; reason stock.<class>
+ *     with woo_describe's cause); a variations batch answered 404 clears
+ *     the parent's id.
  *
  * `result` after a push: "product_id", "variation_id" (variations only) and
  * "pushed" (the quantity the store confirmed). It shares source-woo's
@@ -319,7 +321,11 @@ static void prepare_item(struct item *it, struct cpb_record *rec)
     it->vid = it->pid > 0 ? cached_id(rec->result, "variation_id") : 0;
 }
 
-/* A failed exchange as the item's reason; returns the verdict. */
+/* A failed exchange as the item's reason. Always CPB_RETRY: a request
+ * that failed as a whole (the store unreachable, 429/5xx after the host's
+ * own tries, a refused key, a page that is not JSON) says nothing about its
+ * records, which wait for the store or the fix (DEAD only after
+ * retry.max_attempts); the reason keeps woo_describe's class and cause. */
 static enum cpb_status failed(struct push_woo_stock *s, const char *what, enum cpb_status st,
                               const struct cpb_http_response *resp, struct reason *why,
                               enum woo_failure *kind)
@@ -331,7 +337,7 @@ static enum cpb_status failed(struct push_woo_stock *s, const char *what, enum c
     if (kind != NULL) {
         *kind = k;
     }
-    return verdict;
+    return CPB_RETRY;
 }
 
 /* The JSON body of an exchange (new reference), or NULL with `why` set and
@@ -559,7 +565,7 @@ static enum cpb_status read_pages(struct push_woo_stock *s, const char *route, b
     snprintf(why->code, sizeof why->code, "stock.too_many");
     snprintf(why->msg, sizeof why->msg, "%s lists more than %d pages of 100; not read to the end",
              route, MAX_PAGES);
-    return CPB_FAIL;
+    return CPB_RETRY;
 }
 
 /* What a list answers a page without per_page (WooCommerce's default). */

@@ -718,6 +718,27 @@ static void test_many_variations(void)
     db_close(db);
 }
 
+/* The store refuses the key (a wrong secret): the records wait, PENDING
+ * with stock.auth, and are pushed once the secret is right again. */
+static void test_wrong_key(void)
+{
+    struct run_result res;
+    struct db *db = connect_db();
+    char st[32];
+    char code[64];
+    struct item *it = find_item("P22");
+    set_qty(db, "P22", it->hnd + 3, it->commit, it->so);
+    CU_ASSERT_EQUAL_FATAL(cpbtest_write(cpbtest_path("woo.secret"), "cs_wrong\n"), 0);
+    run_once(&res);
+    CU_ASSERT_STRING_EQUAL(record_state(db, "P22", st, sizeof st), "PENDING");
+    CU_ASSERT_STRING_EQUAL(record_code(db, "P22", code, sizeof code), "stock.auth");
+    CU_ASSERT_EQUAL_FATAL(cpbtest_write(cpbtest_path("woo.secret"), "cs_test\n"), 0);
+    run_until_settled(db, 6);
+    CU_ASSERT_STRING_EQUAL(record_state(db, "P22", st, sizeof st), "DONE");
+    CU_ASSERT_EQUAL(wrong_in_store(), 0);
+    db_close(db);
+}
+
 static const struct cpbtest_case cases[] = {
     {"first push", test_first_push},
     {"nothing changed", test_unchanged},
@@ -728,6 +749,7 @@ static const struct cpbtest_case cases[] = {
     {"429 and 5xx", test_throttled},
     {"id removed from the store", test_id_removed},
     {"a product with many variations", test_many_variations},
+    {"a refused key", test_wrong_key},
     {NULL, NULL},
 };
 
