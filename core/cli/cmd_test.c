@@ -1288,7 +1288,11 @@ int cmd_test_main(int argc, char **argv)
 out:
     pipeline_close(p);
     if (t.done != NULL && junit_write(&t, &e) != 0) {
-        code = code != 0 ? code : bail(&t, &e);
+        /* A JUnit file that cannot be written wins over the cases' outcome
+         * (a CI reading it would see nothing), not over an earlier fatal. */
+        bool outcome =
+            code == CPB_EXIT_OK || code == CPB_EXIT_ATTENTION || code == CPB_EXIT_DATAERR;
+        code = outcome ? bail(&t, &e) : code;
     }
     if (t.tmp[0] != '\0') {
         (void)remove(t.lock);

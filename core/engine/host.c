@@ -152,12 +152,12 @@ static enum cpb_status h_emit_records(struct cpb_ctx *ctx, const char *kind,
                                       const char *const *keys, json_t *const *payloads, size_t n,
                                       enum cpb_status *out)
 {
-    if (ctx->env->emit_records == NULL ||
-        (n > 0 && (keys == NULL || payloads == NULL || out == NULL))) {
+    bool allowed = ctx->env->emit_records != NULL && ctx->env->in_source;
+    if (!allowed || (n > 0 && (keys == NULL || payloads == NULL || out == NULL))) {
         reason_f(ctx, "host.emit", "%s",
-                 ctx->env->emit_records == NULL
-                     ? "emit_records is only available to source stages during a run"
-                     : "emit_records: bad arguments");
+                 !allowed ? "emit_records is only available to source stages in process during"
+                            " a run"
+                          : "emit_records: bad arguments");
         for (size_t i = 0; out != NULL && i < n; i++) {
             out[i] = CPB_FAIL;
         }

@@ -314,36 +314,51 @@ struct finish_args {
     bool *lost;
 };
 
-/* A copy of s cut to at most max bytes on a UTF-8 boundary (NULL: NULL). */
-static char *cut(const char *s, size_t max, char *buf, size_t n)
+/* Release the claim of a record whose outcome is not written as asked:
+ * its lease only (what the stage learned kept), or also its next attempt
+ * and error (a retry). *rows: 0 when the claim was lost. */
+static enum cpb_status release(struct db *db, const struct finish_args *f,
+                               const struct record_outcome *o, bool retry, const char *err,
+                               int64_t *rows)
 {
-    if (s == NULL) {
-        return NULL;
+    if (retry) {
+        struct sql_arg a[] = {sql_time(o->next),     sql_text(o->code),   sql_text(err),
+                              sql_text(o->result),   sql_int(o->rec->id), sql_text(f->token),
+                              sql_text(o->rec->hash)};
+        enum cpb_status rc = sql_exec(
+            db,
+            "UPDATE USER_RECORD_STAGING SET NEXT_ATTEMPT_DT = ?, LAST_ERROR_CODE = ?,"
+            " LAST_ERROR = ?, RESULT = ?, LEASE_TOKEN = NULL, LEASE_OWNER = NULL,"
+            " LEASE_UNTIL = NULL WHERE RECORD_ID = ? AND LEASE_TOKEN = ? AND PAYLOAD_HASH = ?",
+            a, SQL_NARGS(a), rows);
+        if (rc != CPB_OK || *rows > 0) {
+            return rc;
+        }
     }
-    size_t len = strlen(s);
-    size_t keep = len <= max ? len : text_utf8_prefix(s, max);
-    while (keep > max) { /* a prefix of max characters can be longer in bytes */
-        keep = text_utf8_prefix(s, keep - 1);
-    }
-    snprintf(buf, n, "%.*s", (int)keep, s);
-    return buf;
+    /* Its payload changed since the claim: the new one stays PENDING, due
+     * as it was staged, with its attempts; what the stage learned is kept. */
+    struct sql_arg a[] = {sql_text(o->result), sql_int(o->rec->id), sql_text(f->token)};
+    return sql_exec(db,
+                    "UPDATE USER_RECORD_STAGING SET RESULT = ?, LEASE_TOKEN = NULL,"
+                    " LEASE_OWNER = NULL, LEASE_UNTIL = NULL"
+                    " WHERE RECORD_ID = ? AND LEASE_TOKEN = ?",
+                    a, SQL_NARGS(a), rows);
 }
 
 static enum cpb_status finish_one(struct db *db, const struct finish_args *f,
                                   const struct record_outcome *o, bool *lost)
 {
-    char err[REC_ERROR_MAX + 1];
-    char msg[REC_MESSAGE_MAX + 1];
     int64_t rows = 0;
     bool pending = strcmp(o->to, REC_PENDING) == 0;
     bool done = strcmp(o->to, REC_DONE) == 0;
-    const char *e = done ? NULL : cut(o->message, REC_ERROR_MAX, err, sizeof err);
+    char *err = done ? NULL : text_utf8_cut(o->message, REC_ERROR_MAX);
+    char *msg = text_utf8_cut(o->message, REC_MESSAGE_MAX);
     enum cpb_status rc = CPB_OK;
     *lost = false;
     if (!pending) {
         /* DONE or DEAD, for the payload that was pushed only. */
         struct sql_arg a[] = {sql_text(o->to),       sql_text(done ? NULL : o->code),
-                              sql_text(e),           sql_text(o->result),
+                              sql_text(err),         sql_text(o->result),
                               sql_time(f->now),      done ? sql_time(f->now) : sql_null(),
                               sql_int(o->rec->id),   sql_text(f->token),
                               sql_text(o->rec->hash)};
@@ -354,44 +369,46 @@ static enum cpb_status finish_one(struct db *db, const struct finish_args *f,
                       " WHERE RECORD_ID = ? AND LEASE_TOKEN = ? AND PAYLOAD_HASH = ?",
                       a, SQL_NARGS(a), &rows);
     }
-    if (rc == CPB_OK && rows == 0 && pending) {
-        struct sql_arg a[] = {sql_time(o->next),   sql_text(o->code),   sql_text(e),
-                              sql_text(o->result), sql_int(o->rec->id), sql_text(f->token)};
-        rc = sql_exec(db,
-                      "UPDATE USER_RECORD_STAGING SET NEXT_ATTEMPT_DT = ?, LAST_ERROR_CODE = ?,"
-                      " LAST_ERROR = ?, RESULT = ?, LEASE_TOKEN = NULL, LEASE_OWNER = NULL,"
-                      " LEASE_UNTIL = NULL WHERE RECORD_ID = ? AND LEASE_TOKEN = ?",
-                      a, SQL_NARGS(a), &rows);
-    } else if (rc == CPB_OK && rows == 0) {
-        /* Its payload changed since the claim: the new one stays PENDING,
-         * due as it was staged; what the stage learned is kept. */
-        struct sql_arg a[] = {sql_text(o->result), sql_int(o->rec->id), sql_text(f->token)};
-        rc = sql_exec(db,
-                      "UPDATE USER_RECORD_STAGING SET RESULT = ?, LEASE_TOKEN = NULL,"
-                      " LEASE_OWNER = NULL, LEASE_UNTIL = NULL"
-                      " WHERE RECORD_ID = ? AND LEASE_TOKEN = ?",
-                      a, SQL_NARGS(a), &rows);
+    if (rc == CPB_OK && rows == 0) {
+        rc = release(db, f, o, pending, err, &rows);
     }
     if (rc == CPB_OK && rows == 0) {
-        *lost = true; /* the lease ran out and another run has it */
-        return CPB_OK;
+        /* The lease ran out and another run took the record over. When the
+         * stage did push it, what it pushed may be older than what the other
+         * run pushes: due again now, so the newest payload is pushed last. */
+        *lost = true;
+        if (done) {
+            struct sql_arg a[] = {sql_time(f->now), sql_int(o->rec->id)};
+            rc = sql_exec(db,
+                          "UPDATE USER_RECORD_STAGING SET STATUS = 'PENDING', NEXT_ATTEMPT_DT = ?"
+                          " WHERE RECORD_ID = ?",
+                          a, SQL_NARGS(a), NULL);
+        }
+        goto out;
     }
     if (rc != CPB_OK) {
-        return rc;
+        goto out;
     }
-    struct sql_arg ev[] = {sql_int(o->rec->id),
-                           sql_text(f->run_id),
-                           sql_time(f->now),
-                           sql_text(done      ? "done"
-                                    : pending ? "retry"
-                                              : "dead"),
-                           sql_text(o->stage_id),
-                           sql_text(o->code),
-                           sql_text(cut(o->message, REC_MESSAGE_MAX, msg, sizeof msg))};
-    return sql_exec(db,
-                    "INSERT INTO USER_RECORD_EVENT (RECORD_ID, RUN_ID, EVENT_DT, KIND, STAGE_ID,"
-                    " CODE, MESSAGE) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    ev, SQL_NARGS(ev), NULL);
+    struct sql_arg ev[] = {
+        sql_int(o->rec->id),   sql_text(f->run_id),
+        sql_time(f->now),      sql_text(done ? "done" : pending ? "retry" : "dead"),
+        sql_text(o->stage_id), sql_text(o->code),
+        sql_text(msg)};
+    rc = sql_exec(db,
+                  "INSERT INTO USER_RECORD_EVENT (RECORD_ID, RUN_ID, EVENT_DT, KIND, STAGE_ID,"
+                  " CODE, MESSAGE) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                  ev, SQL_NARGS(ev), NULL);
+out:
+    free(err);
+    free(msg);
+    return rc;
+}
+
+enum cpb_status records_renew(struct db *db, const char *token, int64_t until)
+{
+    struct sql_arg a[] = {sql_time(until), sql_text(token)};
+    return sql_exec(db, "UPDATE USER_RECORD_STAGING SET LEASE_UNTIL = ? WHERE LEASE_TOKEN = ?", a,
+                    SQL_NARGS(a), NULL);
 }
 
 static enum cpb_status finish_in_tx(struct db *db, void *arg)

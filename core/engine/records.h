@@ -81,12 +81,18 @@ struct record_outcome {
 /*
  * Write the outcomes o[0..n-1] of records claimed with `token`, and their
  * events (run `run_id`), in one transaction. A record whose claim was lost
- * is left alone (lost[i] true), one whose payload changed since the claim
- * stays PENDING when it would be DONE or DEAD. Returns CPB_OK or the
+ * is lost[i]: left alone, except that one the stage pushed is made due
+ * again (what it pushed may be older than what the run that took the
+ * record over pushed);
+ * one whose payload changed since the claim stays PENDING, due as staged. Returns CPB_OK or the
  * database's status (nothing written).
  */
 enum cpb_status records_finish(struct db *db, const char *token, const char *run_id,
                                const struct record_outcome *o, size_t n, int64_t now, bool *lost);
+
+/* Keep the records claimed with `token` (borrowed) leased until `until`,
+ * while their stages work. Returns CPB_OK or the database's status. */
+enum cpb_status records_renew(struct db *db, const char *token, int64_t until);
 
 /* Counts of one pipeline's records by state (pipeline NULL: all). */
 struct record_counts {

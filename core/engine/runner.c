@@ -77,6 +77,8 @@ struct runner {
     struct stage_time *times; /* parallel to p->st */
     bool attention;
     bool fatal_db;
+    bool recover_after_source; /* emit_records failed: reconnect once the
+                                  source (which may hold statements) returns */
     unsigned long processed;
     int64_t started_ms;       /* when the run started */
     int64_t due_by;           /* claims take orders due by this time, when claiming
@@ -718,6 +720,10 @@ static void run_sources(struct runner *r)
         r->p->env.in_source = true;
         enum cpb_status st = s->ls.desc->process(s->state, &rec);
         r->p->env.in_source = false;
+        if (r->recover_after_source) {
+            r->recover_after_source = false;
+            (void)db_recover(r);
+        }
         r->times[i].calls++;
         r->times[i].us += mono_us() - t0;
         json_decref(params);
@@ -1629,7 +1635,9 @@ static enum cpb_status on_emit_records(void *owner, struct cpb_ctx *ctx, const c
         for (size_t i = 0; i < n; i++) {
             out[i] = CPB_RETRY;
         }
-        (void)db_recover(r);
+        /* Not db_recover here: the source may hold statements on this
+         * connection. run_sources recovers once it has returned. */
+        r->recover_after_source = true;
         return CPB_RETRY;
     }
     if (msg[0] != '\0') {
@@ -1662,8 +1670,10 @@ static void rec_reason(struct rec_item *it, const struct stage_inst *s, enum cpb
     }
 }
 
-/* Hand the records still going (it[i].st == CPB_OK) to stage si. */
-static void record_stage(struct runner *r, size_t si, struct rec_item *it, size_t n)
+/* Hand the records still going (it[i].st == CPB_OK) to stage si, their
+ * lease (`token`) renewed for it first. */
+static void record_stage(struct runner *r, size_t si, const char *token, struct rec_item *it,
+                         size_t n)
 {
     struct stage_inst *s = &r->p->st[si];
     struct cpb_record **batch = calloc(n, sizeof *batch);
@@ -1690,6 +1700,10 @@ static void record_stage(struct runner *r, size_t si, struct rec_item *it, size_
     }
     if (k == 0) {
         goto out;
+    }
+    if (records_renew(r->db, token, host_now_ms() + r->p->cfg->run.lease_ms) != CPB_OK) {
+        log_msg(CPB_LOG_WARN, s->cs->id, 0, "could not renew the lease of %zu record(s): %s", k,
+                db_last_error(r->db));
     }
     int64_t t0 = mono_us();
     if (pb != NULL && host_batch_begin(s->ctx, k) == 0) {
@@ -1725,9 +1739,11 @@ out:
 }
 
 /* Work one claimed batch v[0..n-1] through the record stages and record
- * each one's outcome. */
-static void record_batch(struct runner *r, const char *token, struct staged_record *v, size_t n)
+ * each one's outcome. Returns false when the outcomes could not be
+ * written (the run stops claiming records). */
+static bool record_batch(struct runner *r, const char *token, struct staged_record *v, size_t n)
 {
+    bool ok = false;
     struct rec_item *it = calloc(n, sizeof *it);
     struct record_outcome *o = calloc(n, sizeof *o);
     char **results = calloc(n, sizeof *results);
@@ -1735,6 +1751,7 @@ static void record_batch(struct runner *r, const char *token, struct staged_reco
     int64_t now = 0;
     if (it == NULL || o == NULL || results == NULL || lost == NULL) {
         log_msg(CPB_LOG_ERROR, NULL, 0, "out of memory: %zu record(s) wait for their lease", n);
+        r->attention = true;
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
@@ -1765,7 +1782,7 @@ static void record_batch(struct runner *r, const char *token, struct staged_reco
     }
     for (size_t si = 0; si < r->p->n; si++) {
         if (r->p->st[si].ls.desc->kind == CPB_RECORD) {
-            record_stage(r, si, it, n);
+            record_stage(r, si, token, it, n);
         }
     }
     now = host_now_ms();
@@ -1795,14 +1812,20 @@ static void record_batch(struct runner *r, const char *token, struct staged_reco
                 "could not record the outcome of %zu record(s): %s; they are tried again when"
                 " their lease ends",
                 n, db_last_error(r->db));
+        r->attention = true;
         (void)db_recover(r);
         goto out;
     }
+    ok = true;
     for (size_t i = 0; i < n; i++) {
         if (lost[i]) {
             log_msg(CPB_LOG_WARN, o[i].stage_id, 0,
-                    "%s record %s: the lease ran out before its outcome was recorded", v[i].kind,
-                    v[i].key);
+                    "%s record %s: the lease ran out before its outcome was recorded; another run"
+                    " has it%s",
+                    v[i].kind, v[i].key,
+                    strcmp(o[i].to, REC_DONE) == 0 ? " (due again, so its newest payload is pushed"
+                                                     " last)"
+                                                   : "");
         } else if (strcmp(o[i].to, REC_DONE) == 0) {
             r->res->counts.rec_done++;
         } else if (strcmp(o[i].to, REC_PENDING) == 0) {
@@ -1834,6 +1857,7 @@ out:
     free(o);
     free(results);
     free(lost);
+    return ok;
 }
 
 /* Claim and work the pipeline's due records, a batch (run.batch) at a time. */
@@ -1863,9 +1887,12 @@ static void run_records(struct runner *r)
             break;
         }
         r->res->counts.rec_claimed += n;
-        record_batch(r, token, v, n);
+        bool ok = record_batch(r, token, v, n);
         for (unsigned i = 0; i < n; i++) {
             records_clear(&v[i]);
+        }
+        if (!ok) {
+            break;
         }
     }
     free(v);
@@ -2035,9 +2062,6 @@ int runner_run(struct pipeline *p, const struct run_options *o, struct run_resul
             store_cancels(&r);
         }
         r.due_by = host_now_ms();
-        if (has_kind(p, CPB_RECORD) && !r.fatal_db) {
-            run_records(&r);
-        }
         if (!has_kind(p, CPB_STEP)) {
             /* Nothing would apply an order: claiming one would mark it
              * APPLIED with no document. Such a pipeline only stages. */
@@ -2048,6 +2072,11 @@ int runner_run(struct pipeline *p, const struct run_options *o, struct run_resul
             }
         } else if (!r.fatal_db) {
             run_orders(&r);
+        }
+        /* Records after the orders: a large first push does not hold an
+         * order back. */
+        if (has_kind(p, CPB_RECORD) && !r.fatal_db) {
+            run_records(&r);
         }
     } else {
         r.due_by = host_now_ms();

@@ -6,6 +6,7 @@
  */
 #include "engine/sandbox.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +30,7 @@ const char *const sandbox_state_tables[] = {"USER_ORDER_STAGING_LIN",
                                             NULL};
 #define SANDBOX_N_STATE 10
 _Static_assert(sizeof sandbox_state_tables / sizeof sandbox_state_tables[0] == SANDBOX_N_STATE + 1,
-               "SANDBOX_N_STATE counts sandbox_state_tables (and pg_plan_sql's IN list)");
+               "SANDBOX_N_STATE counts sandbox_state_tables");
 
 struct sandbox {
     enum db_dialect dialect;
@@ -168,11 +169,13 @@ out:
 
 /* The statements that copy the current schema's tables into sb->schema:
  * CREATE TABLE ... (LIKE ...), then INSERT ... SELECT for the tables that
- * are not order state (generated columns left out). */
+ * are not order state (generated columns left out). PG_PLAN_IN stands for
+ * the IN list of the state tables, one ? each (pg_plan writes it). */
+#define PG_PLAN_IN "(?)"
 static const char pg_plan_sql[] =
     "SELECT format('CREATE TABLE %I.%I (LIKE %I.%I INCLUDING ALL)', CAST(? AS TEXT), c.relname,"
     " n.nspname, c.relname),"
-    " CASE WHEN upper(c.relname) IN (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) THEN NULL ELSE"
+    " CASE WHEN upper(c.relname) IN " PG_PLAN_IN " THEN NULL ELSE"
     " format('INSERT INTO %I.%I (%s) SELECT %s FROM %I.%I', CAST(? AS TEXT), c.relname, x.cols,"
     " x.cols, n.nspname, c.relname) END"
     " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
@@ -196,7 +199,16 @@ static int pg_plan(struct db *db, const char *schema, char ***create, char ***in
     }
     a[1 + SANDBOX_N_STATE] = sql_text(schema);
     *n = 0;
-    rc = sql_query(db, pg_plan_sql, a, SQL_NARGS(a), &st);
+    /* The IN list: as many ? as there are state tables. */
+    struct buf sql = BUF_INIT;
+    const char *in = strstr(pg_plan_sql, PG_PLAN_IN);
+    buf_addf(&sql, "%.*s(?", (int)(in - pg_plan_sql), pg_plan_sql);
+    for (size_t i = 1; i < SANDBOX_N_STATE; i++) {
+        buf_adds(&sql, ", ?");
+    }
+    buf_addf(&sql, ")%s", in + strlen(PG_PLAN_IN));
+    rc = sql.oom ? CPB_FAIL : sql_query(db, buf_str(&sql), a, SQL_NARGS(a), &st);
+    buf_free(&sql);
     while (rc == CPB_OK && (rc = db_fetch(st)) == CPB_OK) {
         const char *c = NULL;
         const char *i = NULL;
@@ -342,6 +354,57 @@ int sandbox_check(const struct config_database *c, struct err *err)
     return 0;
 }
 
+/* Connect as the run will (sb->connection) and check that the connection
+ * lands in the copy: SQLite's main database is the copy's file, or
+ * PostgreSQL's current schema is the copy's. A connection string the
+ * editing did not take (a DSN setting that wins, say) is refused. */
+static int verify_copy(const struct sandbox *sb, struct err *err)
+{
+    struct db *db = NULL;
+    struct cpb_stmt *st = NULL;
+    const char *got = NULL;
+    char real_copy[PATH_MAX];
+    char real_got[PATH_MAX];
+    int rc = -1;
+    if (db_connect(sb->connection, sb->dialect, sb->login_timeout_ms, &db, err) != 0) {
+        goto out;
+    }
+    enum cpb_status q = sql_query(db,
+                                  sb->dialect == DB_SQLITE
+                                      ? "SELECT file FROM pragma_database_list WHERE name = 'main'"
+                                      : "SELECT current_schema()",
+                                  NULL, 0, &st);
+    if (q == CPB_OK) {
+        q = db_fetch(st);
+    }
+    if (q == CPB_OK) {
+        q = db_col_text(st, 1, &got);
+    }
+    if (q != CPB_OK) {
+        rc = db_failed(db, "checking where the copy's connection lands", err);
+        goto out;
+    }
+    bool same = false;
+    if (got != NULL && sb->dialect == DB_SQLITE) {
+        same = realpath(sb->file, real_copy) != NULL && realpath(got, real_got) != NULL &&
+               strcmp(real_copy, real_got) == 0;
+    } else if (got != NULL) {
+        same = strcmp(got, sb->schema) == 0;
+    }
+    if (!same) {
+        err_set(err, CPB_EXIT_CONFIG,
+                "the test copy's connection lands in %s, not in the copy (%s): refusing to run"
+                " (does the pipeline's connection string name a DSN whose settings win?)",
+                got != NULL ? got : "(nothing)", sb->where != NULL ? sb->where : "?");
+        goto out;
+    }
+    rc = 0;
+out:
+    db_finalize(st);
+    db_close(db);
+    return rc;
+}
+
 int sandbox_open(const struct config_database *c, const char *dir, const char *tag,
                  struct sandbox **out, struct err *err)
 {
@@ -370,6 +433,9 @@ int sandbox_open(const struct config_database *c, const char *dir, const char *t
         break;
     case DB_MSSQL:
         break; /* refused by sandbox_check */
+    }
+    if (rc == 0) {
+        rc = verify_copy(sb, err);
     }
 out:
     if (rc != 0) {

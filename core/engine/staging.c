@@ -953,25 +953,11 @@ enum cpb_status staging_mark_applied(struct db *db, int64_t id, const char *toke
 }
 
 /* Cut a message to the LAST_ERROR column (500 characters). */
-static char *cut_message(const char *msg, size_t max_chars)
-{
-    if (msg == NULL) {
-        return NULL;
-    }
-    size_t n = text_utf8_prefix(msg, max_chars);
-    char *s = malloc(n + 1);
-    if (s != NULL) {
-        memcpy(s, msg, n);
-        s[n] = '\0';
-    }
-    return s;
-}
-
 enum cpb_status staging_mark_failed(struct db *db, int64_t id, const char *token,
                                     const char *status, int64_t next_attempt, const char *code,
                                     const char *message, int64_t now)
 {
-    char *msg = cut_message(message, 500);
+    char *msg = text_utf8_cut(message, 500);
     struct sql_arg a[] = {sql_text(status), sql_time(next_attempt), sql_text(code),
                           sql_text(msg),    sql_time(now),          sql_int(id),
                           sql_text(token)};
@@ -1007,7 +993,7 @@ enum cpb_status staging_after_finish(struct db *db, int64_t id, const char *toke
                                      enum after_state state, int64_t next_attempt, const char *code,
                                      const char *message, int64_t now)
 {
-    char *msg = cut_message(message, 500);
+    char *msg = text_utf8_cut(message, 500);
     struct sql_arg a[] = {sql_int(state), sql_time(next_attempt), sql_text(code),
                           sql_text(msg),  sql_time(now),          sql_int(id),
                           sql_text(token)};
@@ -1023,7 +1009,7 @@ enum cpb_status staging_after_finish(struct db *db, int64_t id, const char *toke
 
 enum cpb_status staging_event(struct db *db, const struct staging_event *ev, int64_t now)
 {
-    char *msg = cut_message(ev->message, 1000);
+    char *msg = text_utf8_cut(ev->message, 1000);
     struct sql_arg a[] = {
         sql_int_or_null(ev->order_id),
         sql_text(ev->run_id),
@@ -1115,7 +1101,7 @@ enum cpb_status staging_run_end(struct db *db, const char *run_id, const char *r
                                 int exit_code, const struct run_counts *c, int64_t duration_ms,
                                 const char *message, const char *stage_timings, int64_t now)
 {
-    char *msg = cut_message(message, 1000);
+    char *msg = text_utf8_cut(message, 1000);
     struct sql_arg a[] = {
         sql_time(now),          sql_text(result),         sql_int(exit_code),
         sql_int(c->staged),     sql_int(c->claimed),      sql_int(c->applied),

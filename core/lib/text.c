@@ -467,3 +467,17 @@ int text_suggest(const char *word, const char *const *candidates, size_t n)
     }
     return best;
 }
+
+char *text_utf8_cut(const char *s, size_t max_chars)
+{
+    if (s == NULL) {
+        return NULL;
+    }
+    size_t n = text_utf8_prefix(s, max_chars);
+    char *out = malloc(n + 1);
+    if (out != NULL) {
+        memcpy(out, s, n);
+        out[n] = '\0';
+    }
+    return out;
+}

@@ -51,6 +51,11 @@ int text_format_time(int64_t ms, char *out, size_t n);
  * has at most max_chars code points, never splitting a character. */
 size_t text_utf8_prefix(const char *s, size_t max_chars);
 
+/* A new copy (free()) of the longest prefix of s (valid UTF-8; borrowed)
+ * with at most max_chars code points: what fits a VARCHAR(max_chars) /
+ * NVARCHAR(max_chars) column. NULL for a NULL s or out of memory. */
+char *text_utf8_cut(const char *s, size_t max_chars);
+
 /* True when s is valid UTF-8 (no overlongs, no surrogates). */
 bool text_utf8_valid(const char *s, size_t len);
 

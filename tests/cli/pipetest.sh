@@ -190,6 +190,9 @@ assert "expected APPLIED, got INVALID (item.unknown" in cases[2].find("failure")
 EOF
 expect 74 "cannot write the JUnit report $tmp/none/j.xml" -- test "$pipeline" "$cases" \
   --junit "$tmp/none/j.xml"
+# ... also when cases failed: the report a CI reads is missing.
+expect 74 "cannot write the JUnit report $tmp/none/j.xml" -- test "$pipeline" "$wrong" \
+  --junit "$tmp/none/j.xml"
 leftovers
 # A line the expectation does not list is shown.
 sed -i '/"LIN_SEQ_NO": 4/,/EXT_PRC/d; s/"EXT_PRC": "36.00"},/"EXT_PRC": "36.00"}/' \

@@ -389,6 +389,69 @@ static void test_leases(void)
     CU_ASSERT_TRUE(lost[0]);
     CU_ASSERT_STRING_EQUAL(STATE(db, "rec-lease", "k1"), REC_PENDING);
 
+    /* k2 again: a RETRY whose payload changed meanwhile keeps the new one
+     * due as staged, with no error of the old one's; and a long message of
+     * many-byte characters is cut to the columns, not looped on. */
+    json_t *p3[] = {json_pack("{s:i}", "q", 20), json_pack("{s:i}", "q", 30)};
+    CU_ASSERT_EQUAL(records_stage(db, "rec-lease", "src", "probe", keys, p3, 2, now + 80000, out,
+                                  &queued, msg, sizeof msg),
+                    CPB_OK);
+    struct staged_record x[4];
+    unsigned nx = 0;
+    memset(x, 0, sizeof x);
+    CU_ASSERT_EQUAL(
+        records_claim(db, "rec-lease", "tok-5", "me", now + 200000, now + 200000, 60000, 4, x, &nx),
+        CPB_OK);
+    CU_ASSERT_EQUAL_FATAL(nx, 2);
+    json_t *p4[] = {json_pack("{s:i}", "q", 40)};
+    CU_ASSERT_EQUAL(records_stage(db, "rec-lease", "src", "probe", keys + 1, p4, 1, now + 200001,
+                                  out, &queued, msg, sizeof msg),
+                    CPB_OK);
+    char longmsg[3001];
+    for (size_t i = 0; i + 2 < sizeof longmsg; i += 2) {
+        memcpy(longmsg + i, "\xc3\xa9", 2); /* U+00E9, 1,500 of them */
+    }
+    longmsg[sizeof longmsg - 1] = '\0';
+    struct record_outcome r2[2] = {
+        {.rec = &x[0], .to = REC_DEAD, .stage_id = "push", .code = "t.long", .message = longmsg},
+        {.rec = &x[1],
+         .to = REC_PENDING,
+         .next = now + 9999999,
+         .stage_id = "push",
+         .code = "t.retry",
+         .message = longmsg},
+    };
+    CU_ASSERT_EQUAL(records_finish(db, "tok-5", "run", r2, 2, now + 200002, lost), CPB_OK);
+    CU_ASSERT_STRING_EQUAL(STATE(db, "rec-lease", "k1"), REC_DEAD);
+    CU_ASSERT_STRING_EQUAL(STATE(db, "rec-lease", "k2"), REC_PENDING);
+    CU_ASSERT_EQUAL(cpbtest_q_int(db,
+                                  "SELECT COUNT(*) FROM USER_RECORD_STAGING WHERE REC_KEY = ?"
+                                  " AND PIPELINE = 'rec-lease' AND LAST_ERROR_CODE IS NULL"
+                                  " AND LEASE_TOKEN IS NULL",
+                                  "k2"),
+                    1);
+    char *kept = cpbtest_q_text(db,
+                                "SELECT LAST_ERROR FROM USER_RECORD_STAGING WHERE REC_KEY = ?"
+                                " AND PIPELINE = 'rec-lease'",
+                                "k1");
+    CU_ASSERT_PTR_NOT_NULL(kept);
+    CU_ASSERT_EQUAL(kept != NULL ? strlen(kept) : 0, 1000); /* 500 characters of 2 bytes */
+    free(kept);
+    struct staged_record y[4];
+    unsigned ny = 0;
+    memset(y, 0, sizeof y);
+    CU_ASSERT_EQUAL(
+        records_claim(db, "rec-lease", "tok-6", "me", now + 200003, now + 200003, 60000, 4, y, &ny),
+        CPB_OK);
+    CU_ASSERT_EQUAL(ny, 1); /* the new payload of k2: due as staged, not at +9999 s */
+    for (size_t i = 0; i < 4; i++) {
+        records_clear(&x[i]);
+        records_clear(&y[i]);
+    }
+    json_decref(p3[0]);
+    json_decref(p3[1]);
+    json_decref(p4[0]);
+
     for (size_t i = 0; i < 4; i++) {
         records_clear(&v[i]);
         records_clear(&w[i]);
@@ -427,7 +490,9 @@ static const struct cpbtest_case cases[] = {
     {"bad keys and payloads refused, the rest staged", test_bad_input},
     {"FAIL: DEAD at once, reported once, queued again when changed", test_fail_dead_once},
     {"RETRY: backoff, then DEAD after max_attempts", test_retry_then_dead},
-    {"claims: leases held, a payload staged meanwhile kept, a late outcome refused", test_leases},
+    {"claims: leases held, a payload staged meanwhile kept (done or retried), a late outcome"
+     " refused, long many-byte messages cut",
+     test_leases},
     {NULL, NULL},
 };
 

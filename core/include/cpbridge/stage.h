@@ -458,15 +458,20 @@ struct cpb_host {
      * pipeline's CPB_RECORD stages in this run. A bad kind, key or payload
      * is CPB_FAIL in out[i] with a log line. Returns CPB_RETRY when the
      * database failed (every out[i] CPB_RETRY: nothing was staged; the
-     * source should stop), CPB_FAIL outside a source's process or with
-     * NULL arrays, else CPB_OK.
+     * source should stop), CPB_FAIL outside a source's process, with NULL
+     * arrays or a bad kind (every out[i] CPB_FAIL), else CPB_OK. Needs a
+     * 1.5 host: check CPB_HOST_HAS(host, emit_records).
      */
     enum cpb_status (*emit_records)(struct cpb_ctx *ctx, const char *kind, const char *const *keys,
                                     json_t *const *payloads, size_t n, enum cpb_status *out);
     /*
-     * Also since ABI 1.5: a CPB_SOURCE stage may use db_prepare and the
-     * statement services in process, to read the database (Counterpoint's
-     * tables) on the run's connection, outside any order's transaction.
+     * Also since ABI 1.5 (a host that has emit_records): a CPB_SOURCE stage
+     * may use db_prepare and the statement services in process, to read
+     * the database (Counterpoint's tables) on the run's connection, outside
+     * any order's transaction. Fetch what you need and db_finalize every
+     * statement before calling emit_records or emit_many, which run their
+     * own transaction on that connection (an open cursor does not survive
+     * it everywhere); do not write.
      */
 };
 
