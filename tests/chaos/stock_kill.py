@@ -8,7 +8,7 @@ pushed may exceed what had to be pushed by at most one round per kill.
                   [--build DIR] [--keep]
 
 The store: the stand-in (tests/servers/woo_standin.py, OAuth over http)
-with products P1.., every 10th variable with 4 variations, 20 ms of latency
+with products P1.., every 10th variable with 4 variations, 30 ms of latency
 per request so a push takes a few seconds; Counterpoint: the same SKUs as
 items with random quantities at MAIN (N SKUs, 3,000 by default; 1,000 in a
 sanitizer build). The pipeline: run.batch 100 (a round is one claim of 100
@@ -16,16 +16,19 @@ records: a few batch requests), lease 10 s, retries after 1-2 s.
 
 K runs (default 12) are each killed, restarted at once: the first two
 after a random 0.2-1.5 s (reading, resolving ids), the others a random
-0-1 s after the store received the run's first update; every third kill is preceded by a sale of 50 random SKUs
-(IM_INV.QTY_ON_SO + 1, as update-qty books an order), so records are
-queued again while others are half pushed. Each kill is classed by what
+0-0.4 s after the store received the run's first update, each of those
+preceded by a sale of 300 random SKUs (a third of them at most;
+IM_INV.QTY_ON_SO + 1, as update-qty books an order), so every run has
+rounds to push and records are queued again while others are half
+pushed. Each kill is classed by what
 the store had received by then: "mid-push" (some but not all of the
 queued quantities) must be hit at least 3 times. Then the runs go on until
 no record is pending, and:
   - every SKU's stock in the store equals QTY_ON_HND - QTY_COMMIT -
     QTY_ON_SO (floored at 0), managed; every record DONE, none DEAD;
-  - the store applied at most (N + the SKUs each sale changed) + K x 100
-    item updates (GET /_stats stock_changes): a kill repeats at most the
+  - the store applied (GET /_stats stock_changes) at most the pushes the
+    engine recorded done (USER_RECORD_EVENT 'done' rows, themselves at most
+    N + the SKUs each sale changed) + K x 100: a kill repeats at most the
     round it interrupted;
   - one more run sends the store nothing.
 Exit status 0 when all of that holds, 1 otherwise.
@@ -62,8 +65,8 @@ def kills(a, runs, db, st, pipeline, qty, checks, rng):
     hits = {"mid-push": 0, "before-push": 0, "after-push": 0, "ended": 0}
     extra = 0
     for k in range(a.kills):
-        if k % 3 == 2:
-            sold = rng.sample(sorted(qty), 50)
+        if k >= 2:
+            sold = rng.sample(sorted(qty), min(300, len(qty) // 3))
             changed = [s for s in sold if S.expected(qty[s]) > 0]  # at 0 it stays 0
             S.sell(db, qty, sold)
             extra += len(changed)
@@ -77,7 +80,7 @@ def kills(a, runs, db, st, pipeline, qty, checks, rng):
             while proc.poll() is None and time.monotonic() < end and \
                     st.call("GET", "/_stats")["stock_changes"] == before:
                 time.sleep(0.05)
-            delay = rng.uniform(0.0, 1.0)
+            delay = rng.uniform(0.0, 0.4)
         try:
             proc.wait(timeout=delay)
         except C.subprocess.TimeoutExpired:
@@ -120,7 +123,7 @@ def main(argv):
                                     cap="2s", name="stock")
         C.db_init(tools, pipeline, scratch)
         qty = S.seed_cp(db, skus, rng)
-        st.call("POST", "/_latency", {"latency_ms": 20})
+        st.call("POST", "/_latency", {"latency_ms": 30})
         st.call("DELETE", "/_stats")
         runs = C.Runs(tools, scratch, checks)
         C.log("%s: %d SKUs, %s%s" % (name, len(skus), db.dialect,
@@ -137,10 +140,13 @@ def main(argv):
         checks.check(counts.get("DONE", 0) == len(skus) and len(counts) == 1,
                      "records not all DONE: %s" % counts)
         pushed = st.call("GET", "/_stats")["stock_changes"]
-        bound = len(skus) + extra + killed * RUN_BATCH
-        C.log("items pushed %d; needed %d (+%d from sales); bound %d with %d kill(s)"
-              % (pushed, len(skus) + extra, extra, bound, killed))
+        done = db.scalar("SELECT COUNT(*) FROM USER_RECORD_EVENT WHERE KIND = 'done'")
+        bound = done + killed * RUN_BATCH
+        C.log("items pushed %d; recorded done %d (%d SKUs, sales changed %d); bound %d with %d"
+              " kill(s)" % (pushed, done, len(skus), extra, bound, killed))
         checks.check(pushed >= len(skus), "only %d item updates for %d SKUs" % (pushed, len(skus)))
+        checks.check(done <= len(skus) + extra, "%d pushes recorded, more than the %d changes"
+                     % (done, len(skus) + extra))
         checks.check(pushed <= bound, "%d item updates, more than %d" % (pushed, bound))
         st.call("DELETE", "/_stats")
         runs.run(pipeline, "final")
