@@ -565,7 +565,7 @@ static int cmd_health(struct ops *op)
     if (invalid.value + dead.value > 0) {
         printf("next: cpbridge dlq %s list\n", op->path);
     } else if (has_records && rc->dead > 0) {
-        printf("next: cpbridge status %s (the dead records and why)\n", op->path);
+        printf("next: cpbridge records %s list --state DEAD (then: records ... retry)\n", op->path);
     }
 out:
     buf_free(&line);

@@ -123,7 +123,7 @@ static int status_records(struct ops *op, const struct metrics_snapshot *s, json
         if (rc == CPB_SKIP) {
             break;
         }
-        struct rd d = {st, rc, 1};
+        struct rd d = {st, rc, 0};
         ops_rd_text(&d, kind, sizeof kind, NULL);
         ops_rd_text(&d, key, sizeof key, NULL);
         ops_rd_int(&d, &attempts, NULL);
@@ -142,7 +142,9 @@ static int status_records(struct ops *op, const struct metrics_snapshot *s, json
             continue;
         }
         if (row == 0) {
-            printf("  dead (each is queued again when its source stages a changed payload):\n");
+            printf("  dead (each is queued again when its source stages a changed payload, or by"
+                   " `cpbridge records %s retry`):\n",
+                   op->path);
         }
         printf("  %s %s: %s: %s (since %s)\n", kind, key, ecode, emsg,
                ops_fmt_when(when, has, a, sizeof a));

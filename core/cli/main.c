@@ -44,6 +44,7 @@ static const char usage_main[] =
     "  report PIPELINE     an HTML page (or --json) of how the last days went\n"
     "  orders PIPELINE     list orders, or show one order's whole story\n"
     "  dlq PIPELINE        list, retry or cancel orders that need a person\n"
+    "  records PIPELINE    list records that are not orders (stock), retry dead ones\n"
     "  rollback PIPELINE ID  undo an applied order in Counterpoint\n"
     "  drift PIPELINE      compare (and --fix) cpbridge's inventory commitments\n"
     "  test PIPELINE DIR   run order fixtures against a throwaway copy of the database\n"
@@ -697,9 +698,9 @@ int main(int argc, char **argv)
     } else if (ops_has(verb)) {
         code = ops_main(verb, argc, argv);
     } else {
-        static const char *const verbs[] = {"run",    "serve",  "check",  "db",     "health",
-                                            "status", "orders", "stages", "dlq",    "rollback",
-                                            "drift",  "report", "test",   "version"};
+        static const char *const verbs[] = {"run",    "serve",  "check",  "db",      "health",
+                                            "status", "orders", "stages", "dlq",     "rollback",
+                                            "drift",  "report", "test",   "records", "version"};
         int s = text_suggest(verb, verbs, sizeof verbs / sizeof verbs[0]);
         fprintf(stderr, "cpbridge: unknown command '%s'%s%s%s\n\n%s", verb,
                 s >= 0 ? " (did you mean '" : "", s >= 0 ? verbs[s] : "", s >= 0 ? "'?)" : "",

@@ -114,7 +114,7 @@ static int parse_opts(const struct verb *v, int argc, char **argv, struct opts *
 
 static const struct verb *const verbs[] = {&ops_verb_health, &ops_verb_status,   &ops_verb_orders,
                                            &ops_verb_dlq,    &ops_verb_rollback, &ops_verb_drift,
-                                           &ops_verb_report};
+                                           &ops_verb_report, &ops_verb_records};
 
 static const struct verb *find_verb(const char *name)
 {

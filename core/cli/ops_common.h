@@ -76,7 +76,7 @@ struct verb {
 
 /* The commands; ops.c holds the table of them. */
 extern const struct verb ops_verb_health, ops_verb_status, ops_verb_orders, ops_verb_dlq,
-    ops_verb_rollback, ops_verb_drift, ops_verb_report;
+    ops_verb_rollback, ops_verb_drift, ops_verb_report, ops_verb_records;
 
 /* ---- messages ------------------------------------------------------------- */
 

@@ -232,7 +232,9 @@ static void test_fail_dead_once(void)
 {
     struct run_result res;
     struct db *db = cpbtest_connect(conn, dialect);
-    const char *recs = write_records("fail.json", "{\"bad\": {\"q\": 1}, \"good\": {\"q\": 1}}");
+    char recs[1024]; /* cpbtest_path's buffers rotate: keep a copy */
+    snprintf(recs, sizeof recs, "%s",
+             write_records("fail.json", "{\"bad\": {\"q\": 1}, \"good\": {\"q\": 1}}"));
     const char *path = pipeline("rec-fail", recs, "fail = [\"bad\"];");
 
     CU_ASSERT_EQUAL(run(path, &res), CPB_EXIT_ATTENTION);
@@ -252,6 +254,10 @@ static void test_fail_dead_once(void)
     /* Health says so; the figures count it. */
     char *argv[] = {"health", (char *)path, NULL};
     CU_ASSERT_NOT_EQUAL(ops_main("health", 2, argv), 0);
+    char *status[] = {"status", (char *)path, NULL};
+    CU_ASSERT_EQUAL(ops_main("status", 2, status), 0); /* lists the dead record */
+    char *status_json[] = {"status", (char *)path, "--json", NULL};
+    CU_ASSERT_EQUAL(ops_main("status", 3, status_json), 0);
     struct metrics_snapshot s;
     struct err e = {0};
     CU_ASSERT_EQUAL(metrics_snapshot(db, "rec-fail", host_now_ms(), &s, &e), 0);
@@ -269,6 +275,33 @@ static void test_fail_dead_once(void)
     CU_ASSERT_EQUAL(run(path, &res), CPB_EXIT_ATTENTION);
     CU_ASSERT_EQUAL(calls("test-push bad 1 probe {\"q\":2}"), 1);
     CU_ASSERT_STRING_EQUAL(STATE(db, "rec-fail", "bad"), REC_DEAD);
+
+    /* The cause fixed (the stage no longer refuses it): a person retries
+     * it, with an audit event, and the next run pushes it. */
+    char *nodead[] = {"records", (char *)path, "retry", "good", NULL};
+    CU_ASSERT_EQUAL(ops_main("records", 4, nodead), CPB_EXIT_DATAERR); /* DONE, not DEAD */
+    char *unknown[] = {"records", (char *)path, "retry", "nope", NULL};
+    CU_ASSERT_EQUAL(ops_main("records", 4, unknown), CPB_EXIT_NOINPUT);
+    char *other[] = {"records", (char *)path, "retry", "--all", "--reason", "other.code", NULL};
+    CU_ASSERT_EQUAL(ops_main("records", 6, other), 0);
+    CU_ASSERT_STRING_EQUAL(STATE(db, "rec-fail", "bad"), REC_DEAD);
+    char *retry[] = {"records",   (char *)path, "retry",     "--all", "--reason",
+                     "test.fail", "--why",      "key fixed", NULL};
+    CU_ASSERT_EQUAL(ops_main("records", 8, retry), 0);
+    CU_ASSERT_STRING_EQUAL(STATE(db, "rec-fail", "bad"), REC_PENDING);
+    CU_ASSERT_EQUAL(cpbtest_q_int(db,
+                                  "SELECT COUNT(*) FROM USER_RECORD_EVENT E JOIN"
+                                  " USER_RECORD_STAGING S ON S.RECORD_ID = E.RECORD_ID"
+                                  " WHERE S.PIPELINE = 'rec-fail' AND E.KIND = 'requeue'"
+                                  " AND E.MESSAGE LIKE ?",
+                                  "retried by %: key fixed"),
+                    1);
+    path = pipeline("rec-fail", recs, "");
+    CU_ASSERT_EQUAL(run(path, &res), 0);
+    CU_ASSERT_EQUAL(calls("test-push bad 1 probe {\"q\":2}"), 1);
+    CU_ASSERT_STRING_EQUAL(STATE(db, "rec-fail", "bad"), REC_DONE);
+    char *list[] = {"records", (char *)path, "list", "--state", "DONE", "--json", NULL};
+    CU_ASSERT_EQUAL(ops_main("records", 6, list), 0);
     db_close(db);
 }
 
