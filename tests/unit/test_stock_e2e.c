@@ -548,8 +548,9 @@ static void test_safety_stock(void)
     db_close(db);
 }
 
-/* A SKU the store does not have: DEAD with sku.unknown after one try, and
- * nothing more is sent for it while its quantity stays. */
+/* A SKU the store does not have: DEAD with sku.unknown after one try,
+ * nothing more is sent for it while its quantity stays, and a person's
+ * retry once the store has it pushes it. */
 static void test_unknown_sku(void)
 {
     struct run_result res;
@@ -580,6 +581,18 @@ static void test_unknown_sku(void)
                       " S.RECORD_ID = E.RECORD_ID WHERE S.REC_KEY = ? AND E.KIND = 'dead'",
                       "NOPE-1"),
         1);
+    /* The product is added to the store and a person retries the record
+     * (cpbridge records PIPELINE retry): it is pushed on the next run. */
+    ctl_do("POST", "/_products", "[{\"sku\": \"NOPE-1\"}]");
+    CU_ASSERT_EQUAL(cpbtest_sh("'%s' records '%s' retry NOPE-1 --why 'added to the store' >&2",
+                               cpbtest_build("core/cpbridge"), write_pipeline()),
+                    0);
+    CU_ASSERT_STRING_EQUAL(record_state(db, "NOPE-1", st, sizeof st), "PENDING");
+    run_once(&res);
+    CU_ASSERT_STRING_EQUAL(record_state(db, "NOPE-1", st, sizeof st), "DONE");
+    json_t *s = store_stock();
+    CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_object_get(s, "stock"), "NOPE-1")), 7);
+    json_decref(s);
     db_close(db);
 }
 
