@@ -14,7 +14,10 @@
  * request; safety stock and the floor at zero; a SKU the store lacks is
  * DEAD with sku.unknown and nothing more is sent for it; a batch with one
  * failing item applies the rest and retries that one; 429 and 5xx on the
- * whole batch are retried; an id removed from the store is resolved again.
+ * whole batch are retried; an id removed from the store is resolved again;
+ * and a sale the orders pipeline itself applied (source-file, validate,
+ * create-order, update-qty, a second pipeline on the same database) shows
+ * in the store after the next stock run.
  *
  * Each suite uses a fresh database (a new SQLite file, or a new schema in
  * the PostgreSQL of CPB_TEST_PG) and a fresh stand-in.
@@ -752,6 +755,68 @@ static void test_wrong_key(void)
     db_close(db);
 }
 
+/* A sale the orders pipeline itself applied — source-file, validate,
+ * create-order and update-qty on the same database, a pipeline of its own
+ * beside the stock one — lowers the store's quantity on the next stock
+ * run. The sample order sells 2 of TSHIRT-BLU-M (a demo item, published
+ * and added to the store here). */
+static void test_sale_by_orders_pipeline(void)
+{
+    struct run_result res;
+    struct pipeline *p = NULL;
+    struct err e = {0};
+    char text[4096];
+    struct db *db = connect_db();
+    struct sql_arg item[] = {sql_text("TSHIRT-BLU-M")};
+    exec_ok(db, "UPDATE IM_ITEM SET IS_ECOMM_ITEM = 'Y' WHERE ITEM_NO = ?", item, 1);
+    exec_ok(db,
+            "UPDATE IM_INV SET QTY_ON_HND = 40, QTY_COMMIT = 0, QTY_ON_SO = 0 WHERE ITEM_NO = ?"
+            " AND LOC_ID = 'MAIN'",
+            item, 1);
+    ctl_do("POST", "/_products",
+           "[{\"sku\": \"TSHIRT-BLU-M\", \"stock_quantity\": 0, \"manage_stock\": true}]");
+    run_once(&res);
+    json_t *s = store_stock();
+    int64_t before =
+        (int64_t)json_integer_value(json_object_get(json_object_get(s, "stock"), "TSHIRT-BLU-M"));
+    json_decref(s);
+    CU_ASSERT_EQUAL(before, (400000 - safety) / 10000);
+
+    snprintf(text, sizeof text,
+             "name = \"orders-e2e\";\n"
+             "database = { dialect = \"%s\"; connection = \"%s\"; };\n"
+             "run = { lock_file = \"%s\"; };\n"
+             "stages = (\n"
+             "  { stage = \"source-file\"; id = \"files\"; options = { path = \"%s\"; }; },\n"
+             "  { stage = \"validate\"; options = { allow_walk_in = true;"
+             " price_check = \"warn\"; }; },\n"
+             "  { stage = \"create-order\"; },\n"
+             "  { stage = \"update-qty\"; }\n"
+             ");\n",
+             dialect == DB_SQLITE ? "sqlite" : "postgresql", conn, cpbtest_path("orders.lock"),
+             cpbtest_src("pipelines/samples/2001-multi-line.json"));
+    const char *orders = cpbtest_path("orders.cfg");
+    CU_ASSERT_EQUAL_FATAL(cpbtest_write(orders, text), 0);
+    struct run_options o = {.pipeline_path = orders};
+    struct run_result ores;
+    CU_ASSERT_EQUAL_FATAL(pipeline_open(orders, &p, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(pipeline_init(p, &e), 0);
+    CU_ASSERT_EQUAL(runner_run(p, &o, &ores, &e), 0);
+    pipeline_close(p);
+    CU_ASSERT_EQUAL(ores.counts.applied, 1);
+
+    ctl_do("DELETE", "/_stats", NULL);
+    run_once(&res);
+    CU_ASSERT_EQUAL(res.counts.rec_queued, 1); /* the t-shirt alone changed */
+    s = store_stock();
+    CU_ASSERT_EQUAL(
+        (int64_t)json_integer_value(json_object_get(json_object_get(s, "stock"), "TSHIRT-BLU-M")),
+        before - 2);
+    json_decref(s);
+    CU_ASSERT_EQUAL(stat_route("POST /products/batch"), 1);
+    db_close(db);
+}
+
 static const struct cpbtest_case cases[] = {
     {"first push", test_first_push},
     {"nothing changed", test_unchanged},
@@ -763,6 +828,7 @@ static const struct cpbtest_case cases[] = {
     {"id removed from the store", test_id_removed},
     {"a product with many variations", test_many_variations},
     {"a refused key", test_wrong_key},
+    {"a sale the orders pipeline applied lowers the quantity", test_sale_by_orders_pipeline},
     {NULL, NULL},
 };
 
