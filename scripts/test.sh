@@ -63,6 +63,11 @@ elif ! grep -q "applied 8, invalid 4" "$svc/demo.log"; then
   cat "$svc/demo.log" >&2
   echo "demo: unexpected result (want 8 applied, 4 invalid)" >&2
   status=1
+elif ! grep -q "records: queued 59, done 59, retrying 0, dead 0" "$svc/demo.log" ||
+  ! grep -q "demo: stock pipeline exit code 0" "$svc/demo.log"; then
+  cat "$svc/demo.log" >&2
+  echo "demo: the stock pipeline did not push the 59 published SKUs" >&2
+  status=1
 else
   tail -n 3 "$svc/demo.log"
 fi
