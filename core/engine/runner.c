@@ -2081,6 +2081,12 @@ int runner_run(struct pipeline *p, const struct run_options *o, struct run_resul
     } else {
         r.due_by = host_now_ms();
         dry_run_orders(&r);
+        if (has_kind(p, CPB_RECORD)) {
+            log_msg(CPB_LOG_INFO, NULL, 0,
+                    "dry run: records are neither staged nor pushed (sources and record stages"
+                    " do not run); `cpbridge records %s list` shows what is queued",
+                    o->pipeline_path != NULL ? o->pipeline_path : p->cfg->name);
+        }
     }
 
     res->duration_ms = host_now_ms() - t0;
