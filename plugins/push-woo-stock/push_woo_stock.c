@@ -840,6 +840,23 @@ static void check_item(struct item *it, json_t *answered)
         }
         return;
     }
+    /* The cached id still being this SKU's: a product whose SKU moved to
+     * another, or one in the trash (a new product took the SKU), got this
+     * write in vain; the SKU is looked up again and pushed to the right one. */
+    const char *sku = json_string_value(json_object_get(e, "sku"));
+    const char *status = json_string_value(json_object_get(e, "status"));
+    if (sku != NULL && fold_cmp(sku, it->sku) != 0) {
+        char shown[SKU_MAX + 1];
+        char what[SKU_MAX + 40];
+        woo_clean_text(sku, strlen(sku), shown, sizeof shown);
+        snprintf(what, sizeof what, "its SKU is now \"%s\"", shown);
+        forget(it, what);
+        return;
+    }
+    if (status != NULL && strcmp(status, "trash") == 0) {
+        forget(it, "it is in the store's trash");
+        return;
+    }
     json_t *q = json_object_get(e, "stock_quantity");
     if (!json_is_integer(q) || json_integer_value(q) != it->qty) {
         finish(it, CPB_FAIL, "stock.not_applied",
@@ -930,6 +947,7 @@ static void push(struct push_woo_stock *s, struct item *items, size_t n)
     for (size_t at = 0; at < k;) {
         struct batch *one = &b[nb];
         int64_t parent = v[at]->vid > 0 ? v[at]->pid : 0;
+        memset(one, 0, sizeof *one); /* a slot left by a body that failed */
         one->v = &v[at];
         while (at < k && one->k < per && (v[at]->vid > 0 ? v[at]->pid : 0) == parent) {
             one->k++;

@@ -9,7 +9,9 @@
  * QTY_ON_SO by default: the orders pipeline's update-qty raises QTY_ON_SO,
  * so a sale it applied lowers it), minus `safety_stock`, floored at 0 and
  * rounded down to a whole unit. An item with no IM_INV row at those
- * locations has 0.
+ * locations has 0. A configured location Counterpoint does not have
+ * (IM_LOC) fails the run before anything is staged: it would read as 0
+ * for every item.
  *
  * Which items: those with IM_ITEM.IS_ECOMM_ITEM = 'Y' (all of them with
  * include_all_items). Their SKU is the item number (trailing blanks cut),
@@ -348,6 +350,39 @@ out:
     return rc;
 }
 
+/* Every configured location is one Counterpoint has (IM_LOC): a location
+ * that matches nothing would read as 0 for every item and sell the whole
+ * store out. CPB_FAIL (nothing staged) names the first one missing. */
+static enum cpb_status check_locations(struct source_cp_stock *s)
+{
+    const struct cpb_host *h = s->host;
+    struct cpb_stmt *stmt = NULL;
+    enum cpb_status rc =
+        h->db_prepare(s->ctx, "SELECT COUNT(*) FROM IM_LOC WHERE LOC_ID = ?", &stmt);
+    for (size_t i = 0; rc == CPB_OK && i < s->nloc; i++) {
+        int64_t n = 0;
+        rc = h->db_bind_text(stmt, 1, s->o->locations[i]);
+        if (rc == CPB_OK) {
+            rc = h->db_execute(stmt, NULL);
+        }
+        if (rc == CPB_OK) {
+            rc = h->db_fetch(stmt);
+        }
+        if (rc == CPB_OK) {
+            rc = h->db_col_int(stmt, 1, &n, NULL);
+        }
+        if (rc == CPB_OK && n == 0) {
+            h->reason(s->ctx, "stock.unknown_location",
+                      "locations: \"%s\" is no Counterpoint location (IM_LOC, exact case): "
+                      "nothing staged, rather than every SKU at 0",
+                      s->o->locations[i]);
+            rc = CPB_FAIL;
+        }
+    }
+    h->db_finalize(stmt);
+    return rc;
+}
+
 static enum cpb_status source_cp_stock_process(void *state, struct cpb_record *rec)
 {
     struct source_cp_stock *s = state;
@@ -357,7 +392,11 @@ static enum cpb_status source_cp_stock_process(void *state, struct cpb_record *r
     size_t refused = 0;
     (void)rec; /* no run parameters apply: every SKU is read each run */
 
-    enum cpb_status rc = read_rows(s, &rows);
+    enum cpb_status rc = check_locations(s);
+    if (rc != CPB_OK) {
+        goto out;
+    }
+    rc = read_rows(s, &rows);
     if (rc != CPB_OK) {
         s->host->log(s->ctx, CPB_LOG_ERROR, "reading the stock levels from Counterpoint failed");
         goto out;

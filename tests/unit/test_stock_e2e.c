@@ -55,7 +55,8 @@ static struct cpbserver srv;
 static struct http_client *cli;
 static enum db_dialect dialect;
 static char conn[2048];
-static int64_t safety; /* safety_stock of the pipeline, ten-thousandths */
+static int64_t safety;                     /* safety_stock of the pipeline, ten-thousandths */
+static const char *locations = "\"MAIN\""; /* the pipeline's locations list */
 
 /* One Counterpoint item of the test and its MAIN quantities (units). */
 struct item {
@@ -328,13 +329,13 @@ static const char *write_pipeline(void)
              "retry = { max_attempts = 4; base = \"1s\"; cap = \"1s\"; };\n"
              "stages = (\n"
              "  { stage = \"source-cp-stock\"; id = \"cp\"; options = {\n"
-             "      locations = [\"MAIN\"]; safety_stock = \"%s\"; }; },\n"
+             "      locations = [%s]; safety_stock = \"%s\"; }; },\n"
              "  { stage = \"push-woo-stock\"; id = \"shop-stock\"; options = {\n"
              "      url = \"http://127.0.0.1:%d\"; consumer_key = \"ck_test\";\n"
              "      consumer_secret = \"file:%s\"; max_tries = 3; timeout = \"20s\"; }; }\n"
              ");\n",
              dialect == DB_SQLITE ? "sqlite" : "postgresql", conn, cpbtest_path("stock.lock"),
-             RUN_BATCH, safety_text, srv.port, cpbtest_path("woo.secret"));
+             RUN_BATCH, locations, safety_text, srv.port, cpbtest_path("woo.secret"));
     const char *path = cpbtest_path("stock.cfg");
     CU_ASSERT_EQUAL_FATAL(cpbtest_write(path, text), 0);
     return path;
@@ -817,6 +818,28 @@ static void test_sale_by_orders_pipeline(void)
     db_close(db);
 }
 
+/* A location Counterpoint does not have (a typo, a wrong case) reads as
+ * nothing at all: the source fails before staging, rather than every SKU
+ * at 0 — the store is left as it was and nothing is sent. */
+static void test_unknown_location(void)
+{
+    struct run_result res;
+    struct db *db = connect_db();
+    struct item *it = find_item("P30");
+    set_qty(db, "P30", it->hnd + 5, it->commit, it->so); /* a change that must wait */
+    locations = "\"MAIN\", \"main\"";
+    ctl_do("DELETE", "/_stats", NULL);
+    CU_ASSERT_EQUAL(run_once(&res), CPB_EXIT_ATTENTION);
+    CU_ASSERT_TRUE(res.source_failed);
+    CU_ASSERT_EQUAL(res.counts.rec_queued, 0);
+    CU_ASSERT_EQUAL(stat_route(NULL), 0);
+    locations = "\"MAIN\"";
+    run_once(&res);
+    CU_ASSERT_EQUAL(res.counts.rec_queued, 1);
+    CU_ASSERT_EQUAL(wrong_in_store(), 0);
+    db_close(db);
+}
+
 static const struct cpbtest_case cases[] = {
     {"first push", test_first_push},
     {"nothing changed", test_unchanged},
@@ -829,6 +852,7 @@ static const struct cpbtest_case cases[] = {
     {"a product with many variations", test_many_variations},
     {"a refused key", test_wrong_key},
     {"a sale the orders pipeline applied lowers the quantity", test_sale_by_orders_pipeline},
+    {"an unknown location stages nothing", test_unknown_location},
     {NULL, NULL},
 };
 
