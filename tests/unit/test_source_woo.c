@@ -46,28 +46,8 @@ static unsigned case_no;
 /* One control call; returns the parsed answer (new reference) or NULL. */
 static json_t *ctl(struct cpbserver *s, const char *method, const char *path, const char *body)
 {
-    char *url = cpbserver_url(s, path);
-    const char *const hdrs[] = {"Content-Type: application/json", NULL};
-    struct cpb_http_request r;
-    struct cpb_http_response resp;
-    json_error_t jerr;
-    json_t *doc = NULL;
-    CU_ASSERT_PTR_NOT_NULL_FATAL(url);
-    memset(&r, 0, sizeof r);
-    r.size = sizeof r;
-    r.method = method;
-    r.url = url;
-    r.headers = hdrs;
-    r.body = body;
-    r.body_len = body != NULL ? strlen(body) : 0;
-    r.timeout_ms = 10000;
-    enum cpb_status st = http_perform(cli, &r, &resp);
-    CU_ASSERT_EQUAL(st, CPB_OK);
-    if (st == CPB_OK) {
-        doc = json_loadb(resp.body, resp.body_len, 0, &jerr);
-    }
-    http_response_free(&resp);
-    free(url);
+    json_t *doc = cpbserver_json(s, cli, method, path, body);
+    CU_ASSERT_PTR_NOT_NULL(doc); /* answered 2xx with JSON (why printed otherwise) */
     return doc;
 }
 
